@@ -1,0 +1,105 @@
+"""`hubspot-token-operator run`: start the operator against the current kubeconfig (or in-cluster config)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from . import __version__
+from .settings import Settings
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        return json.dumps(out)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Third-party loggers that could print request URLs or bodies stay quiet.
+    for noisy in ("httpx", "httpcore", "urllib3", "kubernetes", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = Settings()
+    p = argparse.ArgumentParser(prog="hubspot-token-operator", description=__doc__)
+    p.add_argument("--version", action="version", version=__version__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the operator")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)")
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)")
+    run.add_argument("--hubspot-base-url", default=d.hubspot_base_url, help="default HubSpot API base URL")
+    run.add_argument("--default-oauth-api", default=d.default_oauth_api, choices=["2026-03", "v3", "v1"])
+    run.add_argument("--operator-namespace", default=d.operator_namespace, help="where the fingerprint key Secret lives")
+    run.add_argument("--workers", type=int, default=d.workers)
+    run.add_argument("--app-refresh-rate", type=float, default=d.refreshes_per_second_per_app,
+                     help="refreshes per second per HubSpot app (token bucket)")
+    run.add_argument("--metrics-port", type=int, default=d.metrics_port, help="0 disables the metrics endpoint")
+    run.add_argument("--health-port", type=int, default=d.health_port, help="0 disables /healthz")
+    run.add_argument("--log-level", default=d.log_level)
+    run.add_argument("--log-format", default=d.log_format, choices=["text", "json"])
+    run.add_argument("--time-source", default=d.time_source, choices=["system", "simulator"],
+                     help="'simulator' follows the HubSpot simulator's clock (tests and the demo only)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings(
+        namespaces=list(args.namespace),
+        all_namespaces=args.all_namespaces or not args.namespace,
+        hubspot_base_url=args.hubspot_base_url,
+        default_oauth_api=args.default_oauth_api,
+        operator_namespace=args.operator_namespace,
+        workers=args.workers,
+        refreshes_per_second_per_app=args.app_refresh_rate,
+        metrics_port=args.metrics_port,
+        health_port=args.health_port,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        time_source=args.time_source,
+    )
+    configure_logging(settings.log_level, settings.log_format)
+    return run(settings)
+
+
+def run(settings: Settings) -> int:
+    import kopf
+
+    from .operator_main import OperatorContext, install
+
+    install(OperatorContext(settings))
+    from . import handlers  # noqa: F401 - registers the Kopf handlers
+
+    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=settings.all_namespaces,
+            namespaces=settings.namespaces or None,
+            liveness_endpoint=liveness,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Kubernetes API access: the only module that talks to the API server (besides Kopf's watches).
+
+The official client is synchronous; calls run in a thread pool so the event loop keeps serving watches.
+Errors surface as `kubernetes.client.ApiException`; callers decide what a 404 or 409 means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client import ApiException
+
+from . import GROUP, KIND, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+
+_executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kube")
+
+
+@dataclass
+class SecretView:
+    """A Secret as read: decoded data plus the metadata decisions need."""
+
+    name: str
+    namespace: str
+    data: dict[str, bytes]
+    resource_version: str
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    owner_refs: list[dict] = field(default_factory=list)
+    type: str = "Opaque"
+
+    @property
+    def owner_uids(self) -> list[str]:
+        return [o["uid"] for o in self.owner_refs]
+
+    def __repr__(self) -> str:  # never print values
+        return f"SecretView({self.namespace}/{self.name}, keys={sorted(self.data)})"
+
+    def text(self, key: str) -> str | None:
+        raw = self.data.get(key)
+        if raw is None:
+            return None
+        value = raw.decode("utf-8", errors="replace").strip()
+        return value or None
+
+
+def _decode(secret: client.V1Secret) -> SecretView:
+    md = secret.metadata
+    return SecretView(
+        name=md.name,
+        namespace=md.namespace,
+        data={k: base64.b64decode(v) for k, v in (secret.data or {}).items()},
+        resource_version=md.resource_version,
+        labels=dict(md.labels or {}),
+        annotations=dict(md.annotations or {}),
+        owner_refs=[
+            {"apiVersion": o.api_version, "kind": o.kind, "name": o.name, "uid": o.uid,
+             "controller": o.controller, "blockOwnerDeletion": o.block_owner_deletion}
+            for o in (md.owner_references or [])
+        ],
+        type=secret.type or "Opaque",
+    )
+
+
+def _encode(data: dict[str, bytes]) -> dict[str, str]:
+    return {k: base64.b64encode(v).decode() for k, v in data.items()}
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.writes = 0  # counted for the benchmark (Kubernetes writes per refresh)
+
+    @classmethod
+    def from_environment(cls) -> "Kube":
+        try:
+            config.load_incluster_config()
+            cfg = client.Configuration.get_default_copy()
+        except config.ConfigException:
+            cfg = client.Configuration()
+            config.load_kube_config(client_configuration=cfg)
+        cfg.connection_pool_maxsize = 32
+        return cls(client.ApiClient(cfg))
+
+    async def _run(self, fn, *args, **kwargs) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_executor, partial(fn, *args, **kwargs))
+
+    # ---- Secrets -----------------------------------------------------------------------------------
+
+    async def get_secret(self, namespace: str, name: str) -> SecretView | None:
+        try:
+            return _decode(await self._run(self.core.read_namespaced_secret, name, namespace))
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def create_secret(self, namespace: str, body: dict) -> SecretView:
+        body = dict(body, data=_encode(body["data"]))
+        self.writes += 1
+        return _decode(await self._run(self.core.create_namespaced_secret, namespace, body))
+
+    async def replace_secret(self, namespace: str, name: str, body: dict) -> SecretView:
+        """Replace guarded by resourceVersion (in body.metadata): a concurrent writer causes a 409."""
+        body = dict(body, data=_encode(body["data"]))
+        self.writes += 1
+        return _decode(await self._run(self.core.replace_namespaced_secret, name, namespace, body))
+
+    # ---- HubSpotToken --------------------------------------------------------------------------------
+
+    async def patch_status(self, namespace: str, name: str, status: dict) -> dict:
+        self.writes += 1
+        return await self._run(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+        )
+
+    async def patch_token_metadata(self, namespace: str, name: str, patch: dict) -> None:
+        self.writes += 1
+        await self._run(self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name, patch)
+
+    # ---- Events --------------------------------------------------------------------------------------
+
+    async def post_event(self, body: dict, type_: str, reason: str, message: str) -> None:
+        """Posts a core/v1 Event about a HubSpotToken. Failures are logged, never raised."""
+        md = body.get("metadata", {})
+        now = datetime.now(timezone.utc)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{md.get('name', 'hst')}.", namespace=md.get("namespace")),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind=KIND,
+                name=md.get("name"),
+                namespace=md.get("namespace"),
+                uid=md.get("uid"),
+                resource_version=md.get("resourceVersion"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type=type_,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component="hubspot-token-operator", host=_HOST),
+            reporting_component="hubspot-token-operator",
+            reporting_instance=_HOST,
+        )
+        try:
+            await self._run(self.core.create_namespaced_event, md.get("namespace"), event)
+        except ApiException as e:
+            log.warning("could not post event %s for %s: HTTP %s", reason, md.get("name"), e.status)
+
+    # ---- workloads (rollout restarts) ---------------------------------------------------------------
+
+    async def get_workload(self, namespace: str, kind: str, name: str) -> dict | None:
+        try:
+            if kind == "Rollout":
+                return await self._run(
+                    self.custom.get_namespaced_custom_object, "argoproj.io", "v1alpha1", namespace, "rollouts", name
+                )
+            fn = {
+                "Deployment": self.apps.read_namespaced_deployment,
+                "StatefulSet": self.apps.read_namespaced_stateful_set,
+                "DaemonSet": self.apps.read_namespaced_daemon_set,
+            }[kind]
+            obj = await self._run(fn, name, namespace)
+            return self.api.sanitize_for_serialization(obj)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def list_workloads(self, namespace: str, kind: str) -> list[dict]:
+        try:
+            if kind == "Rollout":
+                res = await self._run(
+                    self.custom.list_namespaced_custom_object, "argoproj.io", "v1alpha1", namespace, "rollouts"
+                )
+                return list(res.get("items", []))
+            fn = {
+                "Deployment": self.apps.list_namespaced_deployment,
+                "StatefulSet": self.apps.list_namespaced_stateful_set,
+                "DaemonSet": self.apps.list_namespaced_daemon_set,
+            }[kind]
+            res = await self._run(fn, namespace)
+            items = self.api.sanitize_for_serialization(res).get("items", [])
+            for item in items:
+                item.setdefault("kind", kind)
+            return items
+        except ApiException as e:
+            if e.status == 404:  # e.g. the Argo Rollouts CRD is not installed
+                return []
+            raise
+
+    async def patch_workload(self, namespace: str, kind: str, name: str, patch: dict) -> None:
+        self.writes += 1
+        if kind == "Rollout":
+            await self._run(
+                self.custom.patch_namespaced_custom_object, "argoproj.io", "v1alpha1", namespace, "rollouts", name, patch
+            )
+            return
+        fn = {
+            "Deployment": self.apps.patch_namespaced_deployment,
+            "StatefulSet": self.apps.patch_namespaced_stateful_set,
+            "DaemonSet": self.apps.patch_namespaced_daemon_set,
+        }[kind]
+        await self._run(fn, name, namespace, patch)
+
+
+_HOST = os.environ.get("POD_NAME") or socket.gethostname()

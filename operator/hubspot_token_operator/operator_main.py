@@ -1,0 +1,73 @@
+"""Starts and stops the operator's own machinery (runtime, work queue, metrics) inside Kopf's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from prometheus_client import REGISTRY, start_http_server
+
+from .clock import Clock, follow_simulator
+from .controller import reconcile
+from .kube import Kube
+from .metrics import TokenCollector
+from .runtime import Runtime, load_fingerprinter
+from .settings import Settings
+from .workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+
+class OperatorContext:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clock = Clock()
+        self.runtime: Runtime | None = None
+        self.queue: WorkQueue | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._collector: TokenCollector | None = None
+
+    async def start(self) -> None:
+        kube = Kube.from_environment()
+        fps = await load_fingerprinter(kube, self.settings)
+        self.runtime = Runtime(settings=self.settings, kube=kube, clock=self.clock, fingerprints=fps)
+        self.queue = WorkQueue(self.clock, self._reconcile, workers=self.settings.workers)
+        await self.queue.start()
+        if self.settings.time_source == "simulator":
+            self._tasks.append(asyncio.create_task(follow_simulator(self.clock, self.settings.hubspot_base_url)))
+        if self.settings.metrics_port:
+            try:
+                start_http_server(self.settings.metrics_port, addr="0.0.0.0")
+            except OSError as e:
+                log.warning("metrics endpoint not started on port %s: %s", self.settings.metrics_port, e)
+            self._collector = TokenCollector(lambda: list(self.runtime.tokens.values()), lambda: self.clock.now().timestamp())
+            REGISTRY.register(self._collector)
+        log.info("operator started (workers=%s, HubSpot %s)", self.settings.workers, self.settings.hubspot_base_url)
+
+    async def _reconcile(self, key):
+        return await reconcile(self.runtime, key)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self.queue:
+            await self.queue.stop()
+        if self.runtime:
+            await self.runtime.close()
+        if self._collector:
+            REGISTRY.unregister(self._collector)
+
+
+_current: OperatorContext | None = None
+
+
+def install(ctx: OperatorContext) -> None:
+    global _current
+    _current = ctx
+
+
+def current() -> OperatorContext:
+    if _current is None:
+        raise RuntimeError("operator context not installed; start through `hubspot-token-operator run`")
+    return _current
+

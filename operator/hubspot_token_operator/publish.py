@@ -1,0 +1,122 @@
+"""What to write into the target Secret, and whether we may write it at all. Pure functions.
+
+creationPolicy:
+- Owner: create the Secret; refuse to touch one the operator did not create for this HubSpotToken.
+- Adopt: take over an existing Secret (its data is replaced by ours; labels are added).
+- Merge: write only our keys into an existing Secret, keep everything else; never own it.
+deletionPolicy Delete adds an owner reference so Kubernetes garbage-collects the Secret with the token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Literal
+
+from . import GROUP, KIND, VERSION
+from .kube import SecretView
+from .model import TargetSpec
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "hubspot-token-operator"
+TOKEN_LABEL = "hubspot-operator.dev/token"
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class SecretPlan:
+    action: Literal["create", "replace", "none", "refuse"]
+    body: dict | None = None
+    reason: str = ""
+    message: str = ""
+
+    def __repr__(self) -> str:
+        return f"SecretPlan({self.action}, {self.reason})"
+
+
+def ours(keys: Iterable[str], existing: SecretView | None) -> dict[str, bytes]:
+    """Our keys as they currently stand in the Secret (the input to the drift MAC)."""
+    if existing is None:
+        return {}
+    return {k: existing.data[k] for k in keys if k in existing.data}
+
+
+def owned_by(existing: SecretView, owner: Owner) -> bool:
+    return owner.uid in existing.owner_uids or existing.labels.get(TOKEN_LABEL) == owner.name and (
+        existing.labels.get(MANAGED_BY) == MANAGER
+    )
+
+
+def plan_target(
+    target: TargetSpec,
+    owner: Owner,
+    values: dict[str, bytes],
+    existing: SecretView | None,
+    remove_keys: tuple[str, ...] = (),
+) -> SecretPlan:
+    """Decides create/replace/none/refuse for writing `values` (our keys) into the target Secret."""
+    labels = {**target.labels, MANAGED_BY: MANAGER, TOKEN_LABEL: owner.name}
+    annotations = dict(target.annotations)
+    owner_refs = []
+    if target.deletion_policy == "Delete" and target.creation_policy != "Merge":
+        owner_refs = [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": owner.name,
+                "uid": owner.uid,
+                "controller": True,
+                "blockOwnerDeletion": False,
+            }
+        ]
+
+    if existing is None:
+        if target.creation_policy == "Merge":
+            return SecretPlan(
+                "refuse",
+                reason="TargetSecretMissing",
+                message=f"creationPolicy Merge writes into an existing Secret, and Secret {target.name} does not exist",
+            )
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {"name": target.name, "labels": labels, "annotations": annotations, "ownerReferences": owner_refs},
+            "data": dict(values),
+        }
+        return SecretPlan("create", body, reason="Created")
+
+    if target.creation_policy == "Owner" and not owned_by(existing, owner):
+        return SecretPlan(
+            "refuse",
+            reason="TargetSecretNotOwned",
+            message=(
+                f"Secret {target.name} exists and was not created by this HubSpotToken; "
+                "set spec.target.creationPolicy to Adopt or Merge to use it"
+            ),
+        )
+
+    if target.creation_policy == "Merge":
+        data = {k: v for k, v in existing.data.items() if k not in remove_keys}
+        data.update(values)
+        new_labels = {**existing.labels, **target.labels, MANAGED_BY: MANAGER, TOKEN_LABEL: owner.name}
+    else:
+        data = dict(values)
+        new_labels = {**existing.labels, **labels}
+    new_annotations = {**existing.annotations, **annotations}
+    if data == existing.data and new_labels == existing.labels and new_annotations == existing.annotations:
+        return SecretPlan("none", reason="UpToDate")
+    meta: dict = {
+        "name": target.name,
+        "resourceVersion": existing.resource_version,
+        "labels": new_labels,
+        "annotations": new_annotations,
+    }
+    others = [o for o in existing.owner_refs if o["uid"] != owner.uid]
+    meta["ownerReferences"] = others + owner_refs
+    body = {"apiVersion": "v1", "kind": "Secret", "type": existing.type, "metadata": meta, "data": data}
+    return SecretPlan("replace", body, reason="Updated")

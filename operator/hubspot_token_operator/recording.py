@@ -1,0 +1,84 @@
+"""Collects what one reconcile learned (status fields, conditions, Events) and writes it once.
+
+One status patch per reconcile, and none when nothing changed, keeps Kubernetes writes per refresh
+low and avoids waking our own watch for nothing. Messages here are built by our code from reasons,
+names and fingerprints; no token value is ever passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from kubernetes.client import ApiException
+
+from . import conditions as cond
+from . import metrics
+from .kube import Kube
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Recorder:
+    body: dict
+    now: datetime
+    fields: dict = field(default_factory=dict)
+    conditions: list[dict] | None = None
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.status = self.body.get("status") or {}
+        self.conditions = [dict(c) for c in self.status.get("conditions") or []]
+
+    @property
+    def generation(self) -> int | None:
+        return self.body["metadata"].get("generation")
+
+    def set_fields(self, **values) -> None:
+        self.fields.update(values)
+
+    def condition(self, ctype: str, status: bool | str, reason: str, message: str) -> None:
+        self.conditions = cond.set_condition(self.conditions, ctype, status, reason, message, self.generation, self.now)
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+    def event_once(self, type_: str, reason: str, message: str) -> None:
+        """An Event only when this reason is new on the Ready condition (no repeats while blocked)."""
+        ready = cond.get(self.status.get("conditions"), cond.READY)
+        if not ready or ready.get("reason") != reason or ready.get("message", "").split(";")[0] != message:
+            self.event(type_, reason, message)
+
+    def count_refresh(self, result: str) -> None:
+        metrics.REFRESHES.labels(result=result).inc()
+
+    def patch(self) -> dict:
+        """The status merge patch: changed fields only (None deletes a field)."""
+        out: dict = {}
+        for k, v in self.fields.items():
+            if self.status.get(k) != v:
+                out[k] = v
+        if self.conditions != (self.status.get("conditions") or []):
+            out["conditions"] = self.conditions
+        if self.status.get("observedGeneration") != self.generation:
+            out["observedGeneration"] = self.generation
+        return out
+
+    async def flush(self, kube: Kube) -> dict | None:
+        """Writes status (if changed) and posts Events; returns the updated object when status was written."""
+        md = self.body["metadata"]
+        updated = None
+        patch = self.patch()
+        if patch:
+            try:
+                updated = await kube.patch_status(md["namespace"], md["name"], patch)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+        for type_, reason, message in self.events:
+            log.info("%s/%s %s: %s", md["namespace"], md["name"], reason, message)
+            metrics.EVENTS.labels(reason=reason).inc()
+            await kube.post_event(self.body, type_, reason, message)
+        return updated

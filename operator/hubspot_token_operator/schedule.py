@@ -1,0 +1,65 @@
+"""When a token refreshes, and when a failed refresh is retried. Pure functions of time and spec.
+
+This is the one place that answers "when does a token refresh":
+
+    refresh_at = min(issued + lifetime * percent, expires - before)   # whichever is earlier
+                 - jitter                                             # earlier only, stable per object
+    clamped to  [issued, expires - minRemainingValidity]
+
+The lifetime is the real one HubSpot returned (``expires_in``), never an assumed 30 minutes, and a 401
+never triggers a refresh (HubSpot: a 401 "is not a valid indicator" that a new token is needed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+
+from .model import RefreshSpec
+
+RETRY_BASE = timedelta(seconds=5)
+RETRY_CAP = timedelta(minutes=5)
+RETRY_FLOOR = timedelta(seconds=1)
+
+
+def jitter_fraction(seed: str) -> float:
+    """A number in [0, 1) that is the same for the same object every time (no herd, no flapping)."""
+    digest = hashlib.sha256(seed.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def refresh_at(issued_at: datetime, expires_at: datetime, policy: RefreshSpec, seed: str) -> datetime:
+    lifetime = expires_at - issued_at
+    if lifetime <= timedelta(0):
+        return issued_at
+    due = issued_at + lifetime * (policy.percent / 100)
+    if policy.before is not None:
+        due = min(due, expires_at - policy.before)
+    due -= lifetime * (policy.jitter_percent / 100) * jitter_fraction(seed)
+    due = min(due, expires_at - policy.min_remaining_validity)
+    return max(due, issued_at)
+
+
+def retry_at(
+    now: datetime,
+    failed_attempts: int,
+    expires_at: datetime | None,
+    retry_after: timedelta | None = None,
+) -> datetime:
+    """Exponential backoff after a retryable failure, capped so a held token is not allowed to lapse.
+
+    While a valid token is held, the wait never exceeds a quarter of its remaining validity, so several
+    retries still fit before it expires. HubSpot's own Retry-After (or policy window) is a floor.
+    """
+    attempts = max(failed_attempts, 1)
+    delay = min(RETRY_BASE * (2 ** (attempts - 1)), RETRY_CAP)
+    if expires_at is not None and expires_at > now:
+        delay = min(delay, (expires_at - now) / 4)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return now + max(delay, RETRY_FLOOR)
+
+
+def usable(expires_at: datetime | None, now: datetime, policy: RefreshSpec) -> bool:
+    """A token may be (re)published only with at least minRemainingValidity left."""
+    return expires_at is not None and expires_at - now >= policy.min_remaining_validity

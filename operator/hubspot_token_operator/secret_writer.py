@@ -1,0 +1,42 @@
+"""Writes the target Secret according to publish.plan_target, recording the outcome."""
+
+from __future__ import annotations
+
+from kubernetes.client import ApiException
+
+from . import conditions as cond
+from .kube import SecretView
+from .model import TokenSpec
+from .publish import Owner, plan_target
+from .recording import Recorder
+from .runtime import Runtime
+
+
+async def publish_target(
+    rt: Runtime,
+    rec: Recorder,
+    spec: TokenSpec,
+    body: dict,
+    values: dict[str, bytes],
+    existing: SecretView | None,
+    remove: tuple[str, ...] = (),
+) -> bool:
+    """True when the Secret holds `values` afterwards; on refusal or error, Ready says why and nothing changed."""
+    md = body["metadata"]
+    plan = plan_target(spec.target, Owner(md["name"], md["uid"]), values, existing, remove_keys=remove)
+    try:
+        if plan.action == "create":
+            await rt.kube.create_secret(md["namespace"], plan.body)
+        elif plan.action == "replace":
+            await rt.kube.replace_secret(md["namespace"], spec.target.name, plan.body)
+        elif plan.action == "refuse":
+            rec.condition(cond.READY, False, plan.reason, plan.message)
+            rec.event_once("Warning", plan.reason, plan.message)
+            return False
+    except ApiException as e:
+        msg = f"writing Secret {spec.target.name} failed: HTTP {e.status} {e.reason}"
+        rec.condition(cond.READY, False, "SecretWriteFailed", msg)
+        rec.event("Warning", "SecretWriteFailed", msg)
+        return False
+    rec.set_fields(secretMAC=rt.fingerprints.of_data(values))
+    return True

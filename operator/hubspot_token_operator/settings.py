@@ -1,0 +1,30 @@
+"""Operator-wide settings: from command-line flags, with environment variables as defaults (Helm sets those)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"HTO_{name}", default)
+
+
+@dataclass
+class Settings:
+    namespaces: list[str] = field(default_factory=list)  # empty with all_namespaces=True: cluster-wide
+    all_namespaces: bool = False
+    hubspot_base_url: str = field(default_factory=lambda: _env("HUBSPOT_BASE_URL", "https://api.hubapi.com"))
+    default_oauth_api: str = field(default_factory=lambda: _env("DEFAULT_OAUTH_API", "2026-03"))
+    operator_namespace: str = field(
+        default_factory=lambda: _env("OPERATOR_NAMESPACE", os.environ.get("POD_NAMESPACE", "default"))
+    )
+    fingerprint_secret: str = field(default_factory=lambda: _env("FINGERPRINT_SECRET", "hubspot-token-operator-hmac"))
+    workers: int = field(default_factory=lambda: int(_env("WORKERS", "8")))
+    refreshes_per_second_per_app: float = field(default_factory=lambda: float(_env("APP_REFRESH_RATE", "8")))
+    time_source: str = field(default_factory=lambda: _env("TIME_SOURCE", "system"))  # or "simulator"
+    metrics_port: int = field(default_factory=lambda: int(_env("METRICS_PORT", "8080")))
+    health_port: int = field(default_factory=lambda: int(_env("HEALTH_PORT", "8081")))
+    log_format: str = field(default_factory=lambda: _env("LOG_FORMAT", "text"))  # text | json
+    log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "INFO"))
+    rollout_poll_seconds: float = field(default_factory=lambda: float(_env("ROLLOUT_POLL_SECONDS", "5")))

@@ -1,0 +1,124 @@
+"""A delayed, de-duplicating work queue (the controller-runtime pattern, in asyncio).
+
+Each key is processed by at most one worker at a time. Scheduling a key that is already waiting keeps
+the earlier due time; scheduling a key while it is being processed re-runs it afterwards. Due times are
+on the operator's `Clock`, so a jump of simulated time is noticed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import traceback
+from datetime import datetime, timedelta
+from typing import Awaitable, Callable, Hashable
+
+from .clock import Clock
+
+log = logging.getLogger(__name__)
+
+
+def describe_error(e: BaseException) -> str:
+    """Error class, HTTP status and where it was raised, but never the message: API error bodies and
+    library messages can echo request data, and request data can hold tokens."""
+    where = ""
+    tb = traceback.extract_tb(e.__traceback__)
+    if tb:
+        frame = tb[-1]
+        where = f" at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}"
+    status = getattr(e, "status", None)
+    return f"{type(e).__name__}{f' HTTP {status}' if status else ''}{where}"
+
+Key = Hashable
+Handler = Callable[[Key], Awaitable["datetime | None"]]
+
+
+class WorkQueue:
+    def __init__(self, clock: Clock, handler: Handler, workers: int = 8) -> None:
+        self.clock = clock
+        self.handler = handler
+        self.workers = workers
+        self._due: dict[Key, datetime] = {}
+        self._heap: list[tuple[datetime, int, Key]] = []
+        self._seq = itertools.count()
+        self._active: set[Key] = set()
+        self._again: dict[Key, datetime] = {}
+        self._ready: asyncio.Queue[Key] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        clock.on_jump(self.wake)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def schedule(self, key: Key, at: datetime | None = None) -> None:
+        at = at or self.clock.now()
+        if key in self._active:
+            prev = self._again.get(key)
+            self._again[key] = at if prev is None or at < prev else prev
+            return
+        prev = self._due.get(key)
+        if prev is not None and prev <= at:
+            return
+        self._due[key] = at
+        heapq.heappush(self._heap, (at, next(self._seq), key))
+        self._wake.set()
+
+    def forget(self, key: Key) -> None:
+        self._due.pop(key, None)
+        self._again.pop(key, None)
+
+    def due_at(self, key: Key) -> datetime | None:
+        return self._due.get(key)
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._dispatch(), name="workqueue-dispatch")]
+        self._tasks += [asyncio.create_task(self._work(i), name=f"workqueue-{i}") for i in range(self.workers)]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _dispatch(self) -> None:
+        while True:
+            now = self.clock.now()
+            while self._heap and self._heap[0][0] <= now:
+                at, _, key = heapq.heappop(self._heap)
+                if self._due.get(key) != at:
+                    continue  # superseded by an earlier schedule, or forgotten
+                del self._due[key]
+                self._active.add(key)
+                self._ready.put_nowait(key)
+            timeout = 1.0
+            if self._heap:
+                timeout = min(timeout, max((self._heap[0][0] - now).total_seconds(), 0.0))
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _work(self, _: int) -> None:
+        while True:
+            key = await self._ready.get()
+            nxt: datetime | None = None
+            try:
+                nxt = await self.handler(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - one bad object must not stop the queue
+                log.error("reconcile of %s failed (%s); retrying in 30s", key, describe_error(e))
+                nxt = self.clock.now() + timedelta(seconds=30)
+            finally:
+                self._active.discard(key)
+            again = self._again.pop(key, None)
+            for at in (again, nxt):
+                if at is not None:
+                    self.schedule(key, at)

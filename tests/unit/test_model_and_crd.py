@@ -1,0 +1,133 @@
+"""The spec model agrees with the CRD (defaults, enums), and small helpers behave."""
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hubspot_token_operator import conditions
+from hubspot_token_operator.clock import Clock
+from hubspot_token_operator.fingerprint import Fingerprinter
+from hubspot_token_operator.model import SpecError, TokenSpec, parse_spec
+from hubspot_token_operator.workqueue import WorkQueue
+
+CRD = Path(__file__).resolve().parents[2] / "crds" / "hubspottokens.hubspot-operator.dev.yaml"
+
+
+def crd_spec_schema() -> dict:
+    doc = yaml.safe_load(CRD.read_text())
+    return doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
+
+def defaults(schema: dict, path=()) -> dict:
+    out = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        if "default" in prop and prop["default"] != {}:
+            out[path + (name,)] = prop["default"]
+        out.update(defaults(prop, path + (name,)))
+    return out
+
+
+def model_value(model, path):
+    obj = model
+    aliases = {
+        "clientIdKey": "client_id_key", "clientSecretKey": "client_secret_key", "apiVersion": "api_version",
+        "minRemainingValidity": "min_remaining_validity", "jitterPercent": "jitter_percent",
+        "maxAge": "max_age", "verifyInterval": "verify_interval", "previousToken": "previous_token",
+        "expiresAt": "expires_at", "hubId": "hub_id", "creationPolicy": "creation_policy",
+        "deletionPolicy": "deletion_policy", "restartOn": "restart_on", "minInterval": "min_interval",
+        "privateApp": "private_app", "clientSecretRef": "client_secret_ref",
+        "refreshTokenSecretRef": "refresh_token_secret_ref", "tokenSecretRef": "token_secret_ref",
+    }
+    for p in path:
+        obj = getattr(obj, aliases.get(p, p))
+    return obj
+
+
+def test_model_defaults_match_crd_defaults():
+    from hubspot_token_operator.durations import parse_duration
+
+    full = parse_spec(
+        {
+            "type": "OAuth",
+            "oauth": {"clientSecretRef": {"name": "a"}, "refreshTokenSecretRef": {"name": "b"}},
+            "privateApp": {"tokenSecretRef": {"name": "c"}},
+            "target": {"name": "d"},
+        }
+    )
+    found = defaults(crd_spec_schema())
+    assert len(found) > 15
+    for path, default in found.items():
+        value = model_value(full, path)
+        if isinstance(value, timedelta):
+            default = parse_duration(default)
+        assert value == default, f"spec.{'.'.join(path)}: CRD default {default!r}, model {value!r}"
+
+
+def test_model_enums_match_crd():
+    schema = crd_spec_schema()
+    assert schema["properties"]["type"]["enum"] == ["OAuth", "PrivateApp"]
+    fields = TokenSpec.model_fields
+    assert set(schema["properties"]) == {f.alias or n for n, f in fields.items()}
+
+
+def test_parse_spec_errors_name_the_field():
+    with pytest.raises(SpecError) as err:
+        parse_spec({"type": "OAuth", "target": {"name": "x"}, "refresh": {"before": "soon"}})
+    assert "spec.refresh.before" in str(err.value) and "not a duration" in str(err.value)
+    with pytest.raises(SpecError, match="spec.type OAuth needs a spec.oauth block"):
+        parse_spec({"type": "OAuth", "target": {"name": "x"}})
+
+
+def test_conditions_keep_transition_time_when_status_is_unchanged():
+    t1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    c = conditions.set_condition(None, "Ready", True, "A", "m", 1, t1)
+    c2 = conditions.set_condition(c, "Ready", True, "B", "m2", 2, t1 + timedelta(hours=1))
+    assert c2[0]["lastTransitionTime"] == "2026-01-01T00:00:00Z" and c2[0]["reason"] == "B"
+    c3 = conditions.set_condition(c2, "Ready", False, "C", "m3", 2, t1 + timedelta(hours=2))
+    assert c3[0]["lastTransitionTime"] == "2026-01-01T02:00:00Z"
+
+
+def test_fingerprints_are_keyed_and_hide_the_key():
+    a, b = Fingerprinter(b"k" * 32), Fingerprinter(b"j" * 32)
+    assert a.of("tok") != b.of("tok") and a.of("tok") == a.of("tok")
+    assert "k" * 8 not in repr(a)
+    assert a.of_data({"x": b"1"}) != a.of_data({"x": b"2"})
+    assert a.of_data({"x": b"1", "y": b""}) != a.of_data({"xy": b"1"})
+
+
+def test_workqueue_dedups_keeps_earliest_and_reruns_after_processing():
+    async def scenario():
+        clock = Clock()
+        seen: list[str] = []
+
+        async def handler(key):
+            seen.append(key)
+            if key == "a" and seen.count("a") == 1:
+                q.schedule("a")  # scheduled while active: runs again afterwards
+            return None
+
+        q = WorkQueue(clock, handler, workers=2)
+        await q.start()
+        later = clock.now() + timedelta(seconds=30)
+        q.schedule("b", later)
+        q.schedule("b")  # earlier wins
+        q.schedule("a")
+        q.schedule("a")  # dedup
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if seen.count("a") == 2 and "b" in seen:
+                break
+        q.schedule("c", clock.now() + timedelta(hours=1))
+        clock.set_offset(timedelta(hours=2))  # a time jump wakes the queue
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if "c" in seen:
+                break
+        await q.stop()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen.count("a") == 2 and seen.count("b") == 1 and seen.count("c") == 1

@@ -1,0 +1,115 @@
+"""The OAuth trigger chain (policies.py): which check wins, with which words."""
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from hubspot_token_operator.durations import to_rfc3339
+from hubspot_token_operator.model import parse_spec
+from hubspot_token_operator.policies import Observed, decide_oauth
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+SPEC = parse_spec(
+    {
+        "type": "OAuth",
+        "oauth": {"clientSecretRef": {"name": "app"}, "refreshTokenSecretRef": {"name": "install"}},
+        "target": {"name": "out"},
+        "refresh": {"jitterPercent": 0},
+    }
+)
+
+
+def healthy(**status_overrides) -> Observed:
+    issued = NOW - timedelta(minutes=5)
+    status = {
+        "expiresAt": to_rfc3339(issued + timedelta(minutes=30)),
+        "lastRefreshTime": to_rfc3339(issued),
+        "grantFingerprint": "g1",
+        "secretMAC": "m1",
+        "tokenFingerprint": "t1",
+        "conditions": [{"type": "Ready", "status": "True", "reason": "TokenPublished", "observedGeneration": 1}],
+    }
+    status.update(status_overrides)
+    return Observed(
+        spec=SPEC,
+        status=status,
+        now=NOW,
+        uid="uid-1",
+        generation=1,
+        refresh_request=None,
+        missing_inputs=(),
+        grant_fingerprint="g1",
+        target_exists=True,
+        target_mac="m1",
+        held_token=True,
+        expires_at=issued + timedelta(minutes=30),
+        issued_at=issued,
+    )
+
+
+def test_steady_state_waits_until_the_scheduled_time():
+    v = decide_oauth(healthy())
+    assert (v.action, v.reason) == ("Wait", "Scheduled")
+    assert v.until == NOW - timedelta(minutes=5) + timedelta(seconds=1206)
+    assert "next refresh in" in v.message
+
+
+def test_due_token_refreshes():
+    v = decide_oauth(replace(healthy(), now=NOW + timedelta(minutes=20)))
+    assert (v.action, v.reason) == ("Refresh", "Expiring")
+
+
+@pytest.mark.parametrize(
+    "change, action, reason",
+    [
+        ({"missing_inputs": ("Secret install",)}, "Blocked", "InputsMissing"),
+        ({"refresh_request": "2026-11-22T12:00:00Z"}, "Refresh", "RefreshRequested"),
+        ({"grant_fingerprint": "g2"}, "Refresh", "GrantChanged"),
+        ({"target_exists": False, "target_mac": None}, "Republish", "SecretRestored"),
+        ({"target_exists": False, "target_mac": None, "held_token": False}, "Refresh", "SecretMissing"),
+        ({"target_mac": "edited"}, "Republish", "SecretRestored"),
+        ({"target_mac": "edited", "held_token": False}, "Refresh", "SecretDrift"),
+    ],
+)
+def test_trigger_table(change, action, reason):
+    v = decide_oauth(replace(healthy(), **change))
+    assert (v.action, v.reason) == (action, reason)
+
+
+def test_missing_inputs_message_names_what_is_missing():
+    v = decide_oauth(replace(healthy(), missing_inputs=("key refresh_token in Secret install",)))
+    assert v.message == "missing key refresh_token in Secret install"
+
+
+def test_initial_issue():
+    obs = replace(healthy(), status={}, expires_at=None, issued_at=None, held_token=False, target_exists=False)
+    assert decide_oauth(obs).reason == "InitialIssue"
+
+
+def test_reauth_required_blocks_until_the_grant_changes():
+    cond = [{"type": "ReauthRequired", "status": "True", "reason": "InvalidGrant"}]
+    obs = replace(healthy(conditions=cond), now=NOW + timedelta(hours=1))
+    assert (decide_oauth(obs).action, decide_oauth(obs).reason) == ("Blocked", "ReauthRequired")
+    assert decide_oauth(replace(obs, grant_fingerprint="new")).reason == "GrantChanged"
+    assert decide_oauth(replace(obs, refresh_request="now")).reason == "RefreshRequested"
+
+
+def test_hub_mismatch_stays_refused_until_spec_generation_changes():
+    cond = [{"type": "Ready", "status": "False", "reason": "HubMismatch", "observedGeneration": 1}]
+    obs = replace(healthy(conditions=cond), now=NOW + timedelta(hours=1))
+    assert decide_oauth(obs).action == "Blocked"
+    assert decide_oauth(replace(obs, generation=2)).action == "Refresh"
+
+
+def test_backoff_waits_for_next_refresh_at_after_failures():
+    retry = NOW + timedelta(seconds=40)
+    obs = healthy(failedAttempts=3, nextRefreshAt=to_rfc3339(retry))
+    v = decide_oauth(obs)
+    assert (v.action, v.reason, v.until) == ("Wait", "BackingOff", retry)
+    assert decide_oauth(replace(obs, now=retry)).reason == "Retry"
+
+
+def test_suspended_blocks_everything_but_missing_inputs():
+    spec = SPEC.model_copy(update={"suspend": True})
+    assert decide_oauth(replace(healthy(), spec=spec, now=NOW + timedelta(hours=2))).reason == "Suspended"

@@ -1,0 +1,152 @@
+"""What lands in the target Secret (publish.py) and whom to restart, when (rollout.py)."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from hubspot_token_operator.kube import SecretView
+from hubspot_token_operator.model import RolloutSpec, TargetSpec
+from hubspot_token_operator.publish import MANAGED_BY, TOKEN_LABEL, Owner, plan_target
+from hubspot_token_operator.rollout import (
+    RESTARTED_FOR,
+    TargetRef,
+    current_value,
+    due_at,
+    progress,
+    restart_patch,
+    restart_value,
+    select_targets,
+    targets_workload,
+)
+
+OWNER = Owner("tok", "uid-1")
+VALUES = {"access_token": b"a", "expires_at": b"2026"}
+
+
+def target(**kw) -> TargetSpec:
+    return TargetSpec.model_validate({"name": "out", **kw})
+
+
+def existing(data=None, labels=None, owner_uids=()) -> SecretView:
+    return SecretView(
+        name="out",
+        namespace="ns",
+        data=data or {"other": b"keep"},
+        resource_version="7",
+        labels=labels or {},
+        owner_refs=[{"uid": u, "apiVersion": "x", "kind": "y", "name": "z"} for u in owner_uids],
+    )
+
+
+def test_owner_creates_with_labels_and_no_owner_ref_by_default():
+    plan = plan_target(target(), OWNER, VALUES, None)
+    assert plan.action == "create"
+    md = plan.body["metadata"]
+    assert md["labels"][MANAGED_BY] == "hubspot-token-operator" and md["labels"][TOKEN_LABEL] == "tok"
+    assert md["ownerReferences"] == []
+    assert plan.body["data"] == VALUES
+
+
+def test_delete_policy_adds_owner_reference():
+    plan = plan_target(target(deletionPolicy="Delete"), OWNER, VALUES, None)
+    assert plan.body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_owner_refuses_a_foreign_secret_with_a_message_that_says_what_to_do():
+    plan = plan_target(target(), OWNER, VALUES, existing())
+    assert plan.action == "refuse" and plan.reason == "TargetSecretNotOwned"
+    assert "Adopt or Merge" in plan.message
+
+
+def test_adopt_replaces_data_and_merge_keeps_other_keys():
+    adopted = plan_target(target(creationPolicy="Adopt"), OWNER, VALUES, existing())
+    assert adopted.action == "replace" and adopted.body["data"] == VALUES
+    merged = plan_target(target(creationPolicy="Merge"), OWNER, VALUES, existing())
+    assert merged.body["data"] == {"other": b"keep", **VALUES}
+    assert merged.body["metadata"]["resourceVersion"] == "7"
+
+
+def test_merge_needs_an_existing_secret():
+    assert plan_target(target(creationPolicy="Merge"), OWNER, VALUES, None).reason == "TargetSecretMissing"
+
+
+def test_up_to_date_secret_is_not_rewritten():
+    labels = {MANAGED_BY: "hubspot-token-operator", TOKEN_LABEL: "tok"}
+    plan = plan_target(target(), OWNER, VALUES, existing(data=dict(VALUES), labels=labels, owner_uids=["uid-1"]))
+    assert plan.action == "none"
+
+
+def test_merge_can_remove_the_previous_token_key():
+    ex = existing(data={"other": b"keep", "previous_access_token": b"old", **VALUES})
+    plan = plan_target(target(creationPolicy="Merge"), OWNER, VALUES, ex, remove_keys=("previous_access_token",))
+    assert "previous_access_token" not in plan.body["data"] and plan.body["data"]["other"] == b"keep"
+
+
+# ---- rollout -------------------------------------------------------------------------------------
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+
+
+def deployment(name="web", labels=None, annotations=None, **status):
+    return {
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels or {}, "generation": 2},
+        "spec": {"replicas": 2, "template": {"metadata": {"annotations": annotations or {}}}},
+        "status": {"observedGeneration": 2, "updatedReplicas": 2, "availableReplicas": 2, **status},
+    }
+
+
+def test_restart_value_is_order_independent_and_revision_sensitive():
+    a = restart_value({"t1": "2-aa", "t2": "1-bb"})
+    assert a == restart_value({"t2": "1-bb", "t1": "2-aa"})
+    assert a != restart_value({"t1": "3-cc", "t2": "1-bb"})
+    assert a.startswith("rev-")
+
+
+def test_two_rotations_in_one_second_get_distinct_values():
+    assert restart_value({"t": "2-aaaa"}) != restart_value({"t": "3-bbbb"})
+
+
+def test_selector_and_explicit_targets_without_duplicates():
+    spec = RolloutSpec.model_validate(
+        {"targets": [{"kind": "Deployment", "name": "web"}], "selector": {"matchLabels": {"uses": "hubspot"}}}
+    )
+    ws = [deployment("web", {"uses": "hubspot"}), deployment("api", {"uses": "hubspot"}), deployment("x")]
+    assert select_targets(spec, ws) == [TargetRef("Deployment", "web"), TargetRef("Deployment", "api")]
+
+
+def test_targets_workload_ignores_never_policy():
+    spec = {"rollout": {"restartOn": "Never", "targets": [{"kind": "Deployment", "name": "web"}]}}
+    assert not targets_workload(spec, TargetRef("Deployment", "web"), {})
+    spec["rollout"]["restartOn"] = "Rotation"
+    assert targets_workload(spec, TargetRef("Deployment", "web"), {})
+
+
+def test_due_at_respects_delay_and_min_interval_from_the_workload_annotation():
+    spec = RolloutSpec.model_validate({"delay": "5s", "minInterval": "10m"})
+    fresh = deployment()
+    assert due_at(NOW, fresh, spec) == NOW + timedelta(seconds=5)
+    recent = deployment(annotations={"hubspot-operator.dev/restarted-at": "2026-11-22T11:58:00.000Z"})
+    assert due_at(NOW, recent, spec) == datetime(2026, 11, 22, 12, 8, tzinfo=timezone.utc)
+
+
+def test_restart_patch_shapes():
+    p = restart_patch(deployment(), "rev-1", NOW)
+    ann = p["spec"]["template"]["metadata"]["annotations"]
+    assert ann[RESTARTED_FOR] == "rev-1" and ann["hubspot-operator.dev/restarted-at"] == "2026-11-22T12:00:00.000Z"
+    rollout = restart_patch({"kind": "Rollout"}, "rev-1", NOW)
+    assert rollout["spec"]["restartAt"] == "2026-11-22T12:00:00Z"
+    assert current_value({"kind": "Rollout", **{"metadata": rollout["metadata"]}}) == "rev-1"
+
+
+@pytest.mark.parametrize(
+    "status, state",
+    [
+        ({}, "Complete"),
+        ({"updatedReplicas": 1}, "Progressing"),
+        ({"observedGeneration": 1}, "Progressing"),
+        ({"availableReplicas": 1}, "Progressing"),
+    ],
+)
+def test_progress(status, state):
+    assert progress(deployment(**status))[0] == state

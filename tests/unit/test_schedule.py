@@ -1,0 +1,88 @@
+"""When a token refreshes (schedule.py), as tables."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from hubspot_token_operator.durations import format_duration, parse_duration
+from hubspot_token_operator.model import RefreshSpec
+from hubspot_token_operator.schedule import jitter_fraction, refresh_at, retry_at, usable
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+
+
+def policy(**kw) -> RefreshSpec:
+    return RefreshSpec.model_validate(kw)
+
+
+@pytest.mark.parametrize(
+    "lifetime_s, spec, expected_offset_s",
+    [
+        (1800, {"percent": 67, "jitterPercent": 0}, 1206),  # 67% of 30 min
+        (1800, {"percent": 90, "jitterPercent": 0, "before": "10m"}, 1200),  # `before` is earlier
+        (1800, {"percent": 50, "jitterPercent": 0, "before": "5m"}, 900),  # percent is earlier
+        (1800, {"percent": 95, "jitterPercent": 0, "minRemainingValidity": "10m"}, 1200),  # clamp
+        (60, {"percent": 67, "jitterPercent": 0, "minRemainingValidity": "2m"}, 0),  # never before issue
+        (21600, {"percent": 67, "jitterPercent": 0}, 14472),  # an old 6 h token, from its real lifetime
+    ],
+)
+def test_refresh_at_uses_the_real_lifetime(lifetime_s, spec, expected_offset_s):
+    due = refresh_at(T0, T0 + timedelta(seconds=lifetime_s), policy(**spec), seed="x")
+    assert (due - T0).total_seconds() == pytest.approx(expected_offset_s, abs=0.01)
+
+
+def test_jitter_is_earlier_only_bounded_and_stable_per_object():
+    p = policy(percent=67, jitterPercent=10)
+    no_jitter = refresh_at(T0, T0 + timedelta(seconds=1800), policy(percent=67, jitterPercent=0), "a")
+    dues = {seed: refresh_at(T0, T0 + timedelta(seconds=1800), p, seed) for seed in map(str, range(200))}
+    for due in dues.values():
+        assert no_jitter - timedelta(seconds=180) <= due <= no_jitter
+    assert refresh_at(T0, T0 + timedelta(seconds=1800), p, "7") == dues["7"]
+    assert len({d for d in dues.values()}) > 150  # objects are spread, not herded
+
+
+def test_jitter_fraction_range():
+    values = [jitter_fraction(str(i)) for i in range(1000)]
+    assert all(0 <= v < 1 for v in values)
+    assert 0.4 < sum(values) / len(values) < 0.6
+
+
+def test_retry_backoff_grows_and_is_capped_by_remaining_validity():
+    now = T0
+    far = now + timedelta(hours=10)
+    delays = [(retry_at(now, n, far) - now).total_seconds() for n in range(1, 10)]
+    assert delays[:4] == [5, 10, 20, 40]
+    assert max(delays) == 300
+    # with 60 s of validity left, never wait more than a quarter of it
+    assert (retry_at(now, 6, now + timedelta(seconds=60)) - now).total_seconds() == 15
+    # HubSpot's Retry-After is a floor
+    assert (retry_at(now, 1, far, timedelta(seconds=10)) - now).total_seconds() == 10
+    # an expired token: plain backoff
+    assert (retry_at(now, 2, now - timedelta(seconds=5)) - now).total_seconds() == 10
+
+
+def test_usable_respects_min_remaining_validity():
+    p = policy(minRemainingValidity="2m")
+    assert usable(T0 + timedelta(minutes=3), T0, p)
+    assert not usable(T0 + timedelta(minutes=1), T0, p)
+    assert not usable(None, T0, p)
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("90s", 90), ("10m", 600), ("1h30m", 5400), ("7d", 604800), ("250ms", 0.25), ("168h", 604800)],
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10", "m", "1x", "1h 30m", "-5s", "1.5.2s"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)
+
+
+def test_format_duration():
+    assert format_duration(timedelta(seconds=3723)) == "1h2m"
+    assert format_duration(timedelta(days=3, hours=4, minutes=5)) == "3d4h"
+    assert format_duration(timedelta(seconds=-1)) == "0s"
