@@ -94,7 +94,7 @@ def run(settings: Settings) -> int:
         kopf.operator(
             standalone=True,
             clusterwide=settings.all_namespaces,
-            namespaces=settings.namespaces or None,
+            namespaces=settings.namespaces,
             liveness_endpoint=liveness,
         )
     )

@@ -163,8 +163,8 @@ OAUTH_TRIGGER: tuple[Check, ...] = (
     grant_changed,
     reauth_required,
     refused,
-    never_issued,
     backing_off,
+    never_issued,
     target_needs_restore,
     due,
 )

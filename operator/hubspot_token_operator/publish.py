@@ -57,6 +57,7 @@ def plan_target(
     values: dict[str, bytes],
     existing: SecretView | None,
     remove_keys: tuple[str, ...] = (),
+    published_before: bool = False,
 ) -> SecretPlan:
     """Decides create/replace/none/refuse for writing `values` (our keys) into the target Secret."""
     labels = {**target.labels, MANAGED_BY: MANAGER, TOKEN_LABEL: owner.name}
@@ -90,7 +91,8 @@ def plan_target(
         }
         return SecretPlan("create", body, reason="Created")
 
-    if target.creation_policy == "Owner" and not owned_by(existing, owner):
+    # A Secret we published before stays ours even if someone stripped its labels while editing it.
+    if target.creation_policy == "Owner" and not owned_by(existing, owner) and not published_before:
         return SecretPlan(
             "refuse",
             reason="TargetSecretNotOwned",

@@ -68,7 +68,7 @@ class Runtime:
         gen = api_version or self.settings.default_oauth_api
         key = (url, gen)
         if key not in self._clients:
-            self._clients[key] = HubSpotClient(base_url=url, api_version=gen, now=self.clock.now)
+            self._clients[key] = HubSpotClient(url, api_generation=gen, now=self.clock.now)
         return self._clients[key]
 
     def remember(self, body: dict) -> None:

@@ -4,7 +4,7 @@ This is the one place that answers "when does a token refresh":
 
     refresh_at = min(issued + lifetime * percent, expires - before)   # whichever is earlier
                  - jitter                                             # earlier only, stable per object
-    clamped to  [issued, expires - minRemainingValidity]
+    clamped to  [issued + lifetime/10, expires - minRemainingValidity]  # the floor wins if they cross
 
 The lifetime is the real one HubSpot returned (``expires_in``), never an assumed 30 minutes, and a 401
 never triggers a refresh (HubSpot: a 401 "is not a valid indicator" that a new token is needed).
@@ -20,6 +20,7 @@ from .model import RefreshSpec
 RETRY_BASE = timedelta(seconds=5)
 RETRY_CAP = timedelta(minutes=5)
 RETRY_FLOOR = timedelta(seconds=1)
+MIN_SHARE = 0.1  # never refresh before a tenth of the lifetime has passed (the CRD minimum percent)
 
 
 def jitter_fraction(seed: str) -> float:
@@ -37,7 +38,9 @@ def refresh_at(issued_at: datetime, expires_at: datetime, policy: RefreshSpec, s
         due = min(due, expires_at - policy.before)
     due -= lifetime * (policy.jitter_percent / 100) * jitter_fraction(seed)
     due = min(due, expires_at - policy.min_remaining_validity)
-    return max(due, issued_at)
+    # A lifetime shorter than minRemainingValidity is a misconfiguration; refreshing at a tenth of it still
+    # beats a hot loop of refreshes.
+    return max(due, issued_at + lifetime * MIN_SHARE)
 
 
 def retry_at(
@@ -51,7 +54,7 @@ def retry_at(
     While a valid token is held, the wait never exceeds a quarter of its remaining validity, so several
     retries still fit before it expires. HubSpot's own Retry-After (or policy window) is a floor.
     """
-    attempts = max(failed_attempts, 1)
+    attempts = min(max(failed_attempts, 1), 20)  # 2**19 * 5 s is far past the cap; no overflow
     delay = min(RETRY_BASE * (2 ** (attempts - 1)), RETRY_CAP)
     if expires_at is not None and expires_at > now:
         delay = min(delay, (expires_at - now) / 4)

@@ -23,7 +23,10 @@ async def publish_target(
 ) -> bool:
     """True when the Secret holds `values` afterwards; on refusal or error, Ready says why and nothing changed."""
     md = body["metadata"]
-    plan = plan_target(spec.target, Owner(md["name"], md["uid"]), values, existing, remove_keys=remove)
+    published_before = bool((body.get("status") or {}).get("secretMAC"))
+    plan = plan_target(
+        spec.target, Owner(md["name"], md["uid"]), values, existing, remove_keys=remove, published_before=published_before
+    )
     try:
         if plan.action == "create":
             await rt.kube.create_secret(md["namespace"], plan.body)

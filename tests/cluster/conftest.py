@@ -67,3 +67,52 @@ def namespace(core) -> str:
             core.delete_namespace(name)
         except client.ApiException:
             pass
+
+
+# ---- the operator under test and the HubSpot simulator ----------------------------------------------
+
+import subprocess  # noqa: E402
+
+from tests.cluster.harness import Operator, Simulator  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+OPERATOR_NS = "hto-system"
+
+
+@pytest.fixture(scope="session")
+def crds(cluster, api):
+    """Installs the project's CRDs (crds/) into the cluster and waits until they are served."""
+    for crd in sorted((REPO / "crds").glob("*.yaml")):
+        subprocess.run(
+            ["kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(crd)],
+            check=True, env=dict(os.environ, KUBECONFIG=str(cluster.kubeconfig)), capture_output=True,
+        )
+    subprocess.run(
+        ["kubectl", "wait", "--for=condition=Established", "crd/hubspottokens.hubspot-operator.dev", "--timeout=30s"],
+        check=True, env=dict(os.environ, KUBECONFIG=str(cluster.kubeconfig)), capture_output=True,
+    )
+    return True
+
+
+@pytest.fixture(scope="session")
+def simulator(tmp_path_factory):
+    sim = Simulator(tmp_path_factory.mktemp("sim") / "hubspot-sim.log").start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, core, crds, simulator, tmp_path_factory):
+    try:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=OPERATOR_NS)))
+    except client.ApiException as e:
+        if e.status != 409:
+            raise
+    op = Operator(cluster.kubeconfig, simulator, tmp_path_factory.mktemp("operator") / "operator.log", OPERATOR_NS)
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()

@@ -113,3 +113,10 @@ def test_backoff_waits_for_next_refresh_at_after_failures():
 def test_suspended_blocks_everything_but_missing_inputs():
     spec = SPEC.model_copy(update={"suspend": True})
     assert decide_oauth(replace(healthy(), spec=spec, now=NOW + timedelta(hours=2))).reason == "Suspended"
+
+
+def test_backoff_applies_before_the_first_token_too():
+    retry = NOW + timedelta(seconds=40)
+    obs = replace(healthy(failedAttempts=2, nextRefreshAt=to_rfc3339(retry)), expires_at=None, issued_at=None)
+    obs = replace(obs, status={k: v for k, v in obs.status.items() if k not in ("expiresAt", "lastRefreshTime")})
+    assert decide_oauth(obs).reason == "BackingOff"

@@ -58,6 +58,10 @@ def test_owner_refuses_a_foreign_secret_with_a_message_that_says_what_to_do():
     assert "Adopt or Merge" in plan.message
 
 
+def test_owner_keeps_a_secret_it_published_even_if_labels_were_stripped():
+    assert plan_target(target(), OWNER, VALUES, existing(), published_before=True).action == "replace"
+
+
 def test_adopt_replaces_data_and_merge_keeps_other_keys():
     adopted = plan_target(target(creationPolicy="Adopt"), OWNER, VALUES, existing())
     assert adopted.action == "replace" and adopted.body["data"] == VALUES

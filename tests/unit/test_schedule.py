@@ -22,7 +22,8 @@ def policy(**kw) -> RefreshSpec:
         (1800, {"percent": 90, "jitterPercent": 0, "before": "10m"}, 1200),  # `before` is earlier
         (1800, {"percent": 50, "jitterPercent": 0, "before": "5m"}, 900),  # percent is earlier
         (1800, {"percent": 95, "jitterPercent": 0, "minRemainingValidity": "10m"}, 1200),  # clamp
-        (60, {"percent": 67, "jitterPercent": 0, "minRemainingValidity": "2m"}, 0),  # never before issue
+        (1800, {"percent": 10, "jitterPercent": 0, "before": "29m"}, 180),  # floor
+        (60, {"percent": 67, "jitterPercent": 0, "minRemainingValidity": "2m"}, 6),  # floor: a tenth of the lifetime
         (21600, {"percent": 67, "jitterPercent": 0}, 14472),  # an old 6 h token, from its real lifetime
     ],
 )
@@ -53,6 +54,7 @@ def test_retry_backoff_grows_and_is_capped_by_remaining_validity():
     delays = [(retry_at(now, n, far) - now).total_seconds() for n in range(1, 10)]
     assert delays[:4] == [5, 10, 20, 40]
     assert max(delays) == 300
+    assert (retry_at(now, 10_000, far) - now).total_seconds() == 300  # no overflow
     # with 60 s of validity left, never wait more than a quarter of it
     assert (retry_at(now, 6, now + timedelta(seconds=60)) - now).total_seconds() == 15
     # HubSpot's Retry-After is a floor

@@ -1,0 +1,144 @@
+"""Real processes for cluster tests: the HubSpot simulator and the operator, each over real sockets."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+
+
+class Simulator:
+    """`hubspot-sim --port 0` as a child process, plus a client for its /_sim control API."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self) -> "Simulator":
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / "hubspot-sim"), "--host", "127.0.0.1", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        m = re.search(r"(http://\S+)", line)
+        if not m:
+            raise RuntimeError(f"hubspot-sim did not start: {line!r}")
+        self.url = m.group(1)
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    # control API
+    def post(self, path: str, body: dict | None = None) -> dict:
+        r = self.http.post(path, json=body or {})
+        r.raise_for_status()
+        return r.json() if r.content else {}
+
+    def create_app(self) -> dict:
+        return self.post("/_sim/apps")
+
+    def install(self, client_id: str, hub_id: int, scopes: list[str]) -> str:
+        return self.post("/_sim/installs", {"client_id": client_id, "hub_id": hub_id, "scopes": scopes})["refresh_token"]
+
+    def uninstall(self, refresh_token: str) -> None:
+        self.http.delete(f"/_sim/installs/{refresh_token}").raise_for_status()
+
+    def private_app(self, hub_id: int, scopes: list[str]) -> dict:
+        return self.post("/_sim/private-apps", {"hub_id": hub_id, "scopes": scopes})
+
+    def rotate(self, app_id, expire: str) -> str:
+        return self.post(f"/_sim/private-apps/{app_id}/rotate", {"expire": expire})["token"]
+
+    def config(self, **kw) -> dict:
+        return self.post("/_sim/config", kw)
+
+    def advance(self, seconds: float) -> dict:
+        return self.post("/_sim/clock", {"advance_seconds": seconds})
+
+    def faults(self, **kw) -> dict:
+        return self.post("/_sim/faults", kw)
+
+    def clear_faults(self) -> None:
+        self.http.delete("/_sim/faults").raise_for_status()
+
+    def stats(self) -> dict:
+        return self.http.get("/_sim/stats").json()
+
+    def calls(self, route: str) -> int:
+        """Requests seen for a route, e.g. 'POST /oauth/2026-03/token', all statuses."""
+        return sum((self.stats().get("requests", {}).get(route) or {}).values())
+
+    def bearer_ok(self, token: str) -> bool:
+        r = self.http.get("/account-info/2026-03/details", headers={"Authorization": f"Bearer {token}"})
+        return r.status_code == 200
+
+
+class Operator:
+    """`hubspot-token-operator run` as a child process, logging to a file the tests can grep."""
+
+    def __init__(self, kubeconfig: Path, simulator: Simulator, log_path: Path, operator_namespace: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.simulator = simulator
+        self.log_path = log_path
+        self.operator_namespace = operator_namespace
+        self.proc: subprocess.Popen | None = None
+        self.extra_env: dict[str, str] = {}
+
+    def start(self, *extra_args: str) -> "Operator":
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), **self.extra_env)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [
+                str(BIN / "hubspot-token-operator"), "run", "--all-namespaces",
+                "--hubspot-base-url", self.simulator.url,
+                "--time-source", "simulator",
+                "--operator-namespace", self.operator_namespace,
+                "--metrics-port", "0", "--health-port", "0",
+                "--log-level", "DEBUG",
+                *extra_args,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited with {self.proc.returncode}; see {self.log_path}")
+            if "operator started" in self.log_path.read_text(errors="replace"):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"operator did not start in 30s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")

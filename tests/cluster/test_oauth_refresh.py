@@ -1,0 +1,243 @@
+"""OAuth refresh end to end: real kube-apiserver, real operator process, HubSpot simulator over HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from tests.cluster import tokens as t
+from tests.helpers import wait_for
+
+TOKEN_ROUTE = "POST /oauth/2026-03/token"
+HUB = 4242
+
+
+@pytest.fixture
+def app(simulator, core, namespace):
+    """A HubSpot app with its client Secret in the test namespace."""
+    a = simulator.create_app()
+    t.put_secret(core, namespace, "hubspot-app", {"client_id": a["client_id"], "client_secret": a["client_secret"]})
+    t.remember(a["client_secret"])
+    return a
+
+
+def install(simulator, core, namespace, app, name, hub=HUB, scopes=("oauth", "crm.objects.contacts.read")):
+    rt = simulator.install(app["client_id"], hub, list(scopes))
+    t.put_secret(core, namespace, f"{name}-install", {"refresh_token": rt})
+    return rt
+
+
+def ready(custom, ns, name):
+    obj = t.get(custom, ns, name)
+    return obj if t.condition(obj, "Ready").get("status") == "True" else None
+
+
+def test_token_published_status_complete_and_columns(operator, simulator, core, custom, namespace, app, cluster):
+    install(simulator, core, namespace, app, "crm")
+    t.create(custom, namespace, t.oauth_token("crm", hubId=HUB, requiredScopes=["crm.objects.contacts.read"]))
+    obj = wait_for(lambda: ready(custom, namespace, "crm"), timeout=30, what="Ready=True")
+
+    secret = t.read_secret(core, namespace, "hubspot-access")
+    assert simulator.bearer_ok(secret["access_token"])
+    assert secret["hub_id"] == str(HUB)
+    expires = datetime.fromisoformat(secret["expires_at"].replace("Z", "+00:00"))
+    assert 1700 < (expires - datetime.now(timezone.utc)).total_seconds() - _sim_offset(simulator) <= 1800
+
+    st = obj["status"]
+    for field in ("hubId", "scopes", "expiresAt", "nextRefreshAt", "lastRefreshTime", "lastRefreshReason",
+                  "tokenFingerprint", "secretMAC", "grantFingerprint", "observedGeneration"):
+        assert field in st, field
+    assert st["hubId"] == HUB and st["lastRefreshReason"] == "InitialIssue"
+    assert t.condition(obj, "ScopesSatisfied")["status"] == "True"
+    assert t.condition(obj, "ReauthRequired")["status"] == "False"
+    assert "Refreshed" in t.reasons(core, namespace, "crm")
+
+    out = subprocess.run(["kubectl", "get", "hst", "-n", namespace], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))).stdout
+    header, row = out.splitlines()[0], out.splitlines()[1]
+    for col in ("READY", "TYPE", "HUB", "EXPIRES", "NEXT REFRESH", "AGE"):
+        assert col in header
+    assert "True" in row and "OAuth" in row and str(HUB) in row
+
+
+def _sim_offset(simulator) -> float:
+    return float(simulator.http.get("/_sim/clock").json()["offset_seconds"])
+
+
+def test_short_lifetime_refreshes_before_expiry_repeatedly(operator, simulator, core, custom, namespace, app):
+    simulator.config(access_token_lifetime_seconds=12)
+    try:
+        install(simulator, core, namespace, app, "fast")
+        t.create(custom, namespace, t.oauth_token(
+            "fast", refresh={"percent": 50, "jitterPercent": 0, "minRemainingValidity": "2s"}))
+        wait_for(lambda: ready(custom, namespace, "fast"), timeout=30, what="first token")
+        seen: list[tuple[str, str, str]] = []  # (token fingerprint, lastRefreshTime, expiresAt)
+
+        def three_refreshes():
+            st = t.get(custom, namespace, "fast")["status"]
+            entry = (st["tokenFingerprint"], st["lastRefreshTime"], st["expiresAt"])
+            if not seen or seen[-1] != entry:
+                seen.append(entry)
+            return len(seen) >= 4
+
+        wait_for(three_refreshes, timeout=60, interval=0.2, what="three refreshes")
+    finally:
+        simulator.config(access_token_lifetime_seconds=1800)
+    for (fp1, issued1, exp1), (fp2, issued2, _) in zip(seen, seen[1:]):
+        assert fp1 != fp2
+        i1, e1, i2 = (datetime.fromisoformat(x.replace("Z", "+00:00")) for x in (issued1, exp1, issued2))
+        assert i2 < e1, "refreshed only after the previous token had expired"
+        # due at 50% of a 12 s lifetime; allow for one-second timestamps and scheduling slack
+        assert 4 <= (i2 - i1).total_seconds() <= 10
+    assert all(e[0] for e in seen)
+
+
+def test_operator_restart_makes_no_calls_for_tokens_not_due(operator, simulator, core, custom, namespace, app):
+    for name in ("r1", "r2", "r3"):
+        install(simulator, core, namespace, app, name)
+        t.create(custom, namespace, t.oauth_token(name, target=f"{name}-out"))
+    for name in ("r1", "r2", "r3"):
+        wait_for(lambda: ready(custom, namespace, name), timeout=30, what=f"{name} Ready")
+    before = simulator.calls(TOKEN_ROUTE)
+    statuses = {n: t.get(custom, namespace, n)["status"]["nextRefreshAt"] for n in ("r1", "r2", "r3")}
+    operator.restart()
+    time.sleep(6)  # give the restarted operator time to list everything and (wrongly) refresh
+    assert simulator.calls(TOKEN_ROUTE) == before
+    for n, nxt in statuses.items():
+        assert t.get(custom, namespace, n)["status"]["nextRefreshAt"] == nxt
+
+
+def test_uninstall_leads_to_reauth_required_without_retry_storm(operator, simulator, core, custom, namespace, app):
+    rt = install(simulator, core, namespace, app, "gone")
+    t.create(custom, namespace, t.oauth_token("gone"))
+    wait_for(lambda: ready(custom, namespace, "gone"), timeout=30, what="Ready")
+    published = t.read_secret(core, namespace, "hubspot-access")["access_token"]
+    simulator.uninstall(rt)
+    t.patch(custom, namespace, "gone", {"metadata": {"annotations": {"hubspot-operator.dev/refresh-requested-at": "1"}}})
+    obj = wait_for(
+        lambda: (o := t.get(custom, namespace, "gone")) and t.condition(o, "ReauthRequired").get("status") == "True" and o,
+        timeout=30, what="ReauthRequired=True",
+    )
+    assert t.condition(obj, "Ready")["reason"] == "ReauthRequired"
+    assert "stays valid until" in t.condition(obj, "Ready")["message"]
+    wait_for(lambda: "ReauthRequired" in t.reasons(core, namespace, "gone"), what="ReauthRequired Event")
+    calls = simulator.calls(TOKEN_ROUTE)
+    time.sleep(5)
+    assert simulator.calls(TOKEN_ROUTE) == calls, "the operator kept retrying a dead refresh token"
+    # the current token stays published
+    assert t.read_secret(core, namespace, "hubspot-access")["access_token"] == published
+
+
+def test_rate_limits_and_server_errors_recover_and_never_publish_a_bad_token(
+    operator, simulator, core, custom, namespace, app
+):
+    install(simulator, core, namespace, app, "flaky")
+    t.create(custom, namespace, t.oauth_token("flaky"))
+    wait_for(lambda: ready(custom, namespace, "flaky"), timeout=30, what="Ready")
+    good = t.read_secret(core, namespace, "hubspot-access")["access_token"]
+    simulator.faults(kind="server_error", path="/oauth/2026-03/token", count=2, status=503)
+    simulator.faults(kind="rate_limit", path="/oauth/2026-03/token", count=1, retry_after=1)
+    try:
+        t.patch(custom, namespace, "flaky",
+                {"metadata": {"annotations": {"hubspot-operator.dev/refresh-requested-at": "now"}}})
+        published: set[str] = set()
+
+        def refreshed():
+            value = t.read_secret(core, namespace, "hubspot-access")["access_token"]
+            published.add(value)
+            return value != good
+
+        wait_for(refreshed, timeout=60, interval=0.2, what="a refresh after 3 failures")
+    finally:
+        simulator.clear_faults()
+    obj = t.get(custom, namespace, "flaky")
+    assert obj["status"]["failedAttempts"] == 0
+    assert t.condition(obj, "Ready")["status"] == "True"
+    assert all(p and simulator.bearer_ok(p) for p in published - {good})
+    assert "RefreshFailed" in t.reasons(core, namespace, "flaky")
+
+
+def test_missing_secret_reported_and_healed(operator, simulator, core, custom, namespace, app):
+    t.create(custom, namespace, t.oauth_token("late"))
+    obj = wait_for(
+        lambda: (o := t.get(custom, namespace, "late")) and t.condition(o, "Ready").get("reason") == "InputsMissing" and o,
+        timeout=30, what="InputsMissing",
+    )
+    assert "Secret late-install" in t.condition(obj, "Ready")["message"]
+    wait_for(lambda: "InputsMissing" in t.reasons(core, namespace, "late"), what="InputsMissing Event")
+    install(simulator, core, namespace, app, "late")
+    wait_for(lambda: ready(custom, namespace, "late"), timeout=30, what="healed once the Secret appears")
+
+
+def test_target_secret_deleted_or_edited_is_restored(operator, simulator, core, custom, namespace, app):
+    install(simulator, core, namespace, app, "drift")
+    t.create(custom, namespace, t.oauth_token("drift"))
+    wait_for(lambda: ready(custom, namespace, "drift"), timeout=30, what="Ready")
+    original = t.read_secret(core, namespace, "hubspot-access")
+    calls = simulator.calls(TOKEN_ROUTE)
+
+    core.delete_namespaced_secret("hubspot-access", namespace)
+    wait_for(lambda: t.read_secret(core, namespace, "hubspot-access") == original, timeout=30, what="restored")
+
+    t.put_secret(core, namespace, "hubspot-access", {**original, "access_token": "tampered"})
+    wait_for(lambda: t.read_secret(core, namespace, "hubspot-access") == original, timeout=30, what="edit reverted")
+    assert simulator.calls(TOKEN_ROUTE) == calls, "restoring needs no new token while one is held"
+    assert t.reasons(core, namespace, "drift").count("SecretRestored") >= 2
+
+
+def test_hub_mismatch_and_missing_scopes_are_refused(operator, simulator, core, custom, namespace, app):
+    install(simulator, core, namespace, app, "wronghub", hub=777)
+    t.create(custom, namespace, t.oauth_token("wronghub", target="wh-out", hubId=HUB))
+    install(simulator, core, namespace, app, "noscope", scopes=("oauth",))
+    t.create(custom, namespace, t.oauth_token("noscope", target="ns-out", requiredScopes=["crm.objects.deals.write"]))
+
+    wh = wait_for(lambda: (o := t.get(custom, namespace, "wronghub")) and
+                  t.condition(o, "Ready").get("reason") == "HubMismatch" and o, timeout=30, what="HubMismatch")
+    assert "hub 777" in t.condition(wh, "Ready")["message"] and str(HUB) in t.condition(wh, "Ready")["message"]
+    sc = wait_for(lambda: (o := t.get(custom, namespace, "noscope")) and
+                  t.condition(o, "ScopesSatisfied").get("status") == "False" and o, timeout=30, what="ScopesMissing")
+    assert "crm.objects.deals.write" in t.condition(sc, "ScopesSatisfied")["message"]
+    assert t.read_secret(core, namespace, "wh-out") is None and t.read_secret(core, namespace, "ns-out") is None
+    wait_for(lambda: "HubMismatch" in t.reasons(core, namespace, "wronghub"), what="HubMismatch Event")
+    wait_for(lambda: "ScopeDrift" in t.reasons(core, namespace, "noscope"), what="ScopeDrift Event")
+    calls = simulator.calls(TOKEN_ROUTE)
+    time.sleep(3)
+    assert simulator.calls(TOKEN_ROUTE) == calls, "a refused token must not be retried in a loop"
+
+
+def test_tokens_sharing_a_refresh_token_cause_one_call_per_refresh(operator, simulator, core, custom, namespace, app):
+    install(simulator, core, namespace, app, "shared")
+    before = simulator.calls(TOKEN_ROUTE)
+    for i in range(3):
+        body = t.oauth_token(f"fan{i}", target=f"fan{i}-out")
+        body["spec"]["oauth"]["refreshTokenSecretRef"]["name"] = "shared-install"
+        t.create(custom, namespace, body)
+    for i in range(3):
+        wait_for(lambda: ready(custom, namespace, f"fan{i}"), timeout=30, what=f"fan{i} Ready")
+    values = {t.read_secret(core, namespace, f"fan{i}-out")["access_token"] for i in range(3)}
+    assert len(values) == 1
+    assert simulator.calls(TOKEN_ROUTE) - before == 1
+
+
+def test_rotating_refresh_tokens_are_written_back_before_publishing(operator, simulator, core, custom, namespace, app):
+    simulator.config(refresh_token_mode="rotating")
+    try:
+        original = install(simulator, core, namespace, app, "rot")
+        t.create(custom, namespace, t.oauth_token("rot"))
+        wait_for(lambda: ready(custom, namespace, "rot"), timeout=30, what="Ready")
+        stored = t.read_secret(core, namespace, "rot-install")["refresh_token"]
+        assert stored != original
+        t.patch(custom, namespace, "rot", {"metadata": {"annotations": {"hubspot-operator.dev/refresh-requested-at": "2"}}})
+        wait_for(lambda: t.read_secret(core, namespace, "rot-install")["refresh_token"] != stored, timeout=30,
+                 what="second rotation written back")
+        wait_for(lambda: t.get(custom, namespace, "rot")["status"].get("lastRefreshReason") == "RefreshRequested",
+                 timeout=30, what="refreshed again")
+        obj = t.get(custom, namespace, "rot")
+        assert t.condition(obj, "Ready")["status"] == "True"
+        assert t.condition(obj, "ReauthRequired")["status"] == "False"
+    finally:
+        simulator.config(refresh_token_mode="stable")

@@ -1,0 +1,486 @@
+"""The Helm chart (charts/hubspot-token-operator): lint, render, schema, RBAC and the contract with the operator.
+
+Uses the helm binary that testbin/build.sh builds into the cache (via devcluster.find_assets); a missing
+helm is a failure, not a skip. Rendering needs no cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hubspot_token_operator import __version__
+from hubspot_token_operator.cli import build_parser
+from hubspot_token_operator.devcluster import find_assets
+from hubspot_token_operator.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "hubspot-token-operator"
+CRD_NAME = "hubspottokens.hubspot-operator.dev.yaml"
+RELEASE, NAMESPACE = "hto", "hubspot-system"
+FULLNAME = "hto-hubspot-token-operator"
+SA = FULLNAME
+
+# What the operator does with the Kubernetes API, as (apiGroup, resource, verb). Widening this is a decision
+# to make here, in review, not a side effect of a template change.
+NAMESPACED_RULES = {
+    *(("hubspot-operator.dev", "hubspottokens", v) for v in ("get", "list", "watch", "patch")),
+    *(("hubspot-operator.dev", "hubspottokens/status", v) for v in ("get", "patch", "update")),
+    *(("", "secrets", v) for v in ("get", "list", "watch", "create", "update", "patch")),
+    *(("", "events", v) for v in ("create", "patch")),
+    *(("apps", r, v) for r in ("deployments", "statefulsets", "daemonsets") for v in ("get", "list", "watch", "patch")),
+    *(("argoproj.io", "rollouts", v) for v in ("get", "list", "watch", "patch")),
+}
+# Kopf's own needs, cluster-wide in both modes.
+KOPF_CLUSTER_RULES = {
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    ("", "namespaces", "list"),
+    ("", "namespaces", "watch"),
+}
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    path = find_assets().paths["helm"]  # runs testbin/build.sh: a no-op when the cache is warm
+    assert path.exists(), f"helm not found at {path}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Keeps helm away from the user's helm config/cache and from any cluster."""
+    home = tmp_path_factory.mktemp("helm-home")
+    return dict(
+        os.environ,
+        HELM_CACHE_HOME=str(home / "cache"),
+        HELM_CONFIG_HOME=str(home / "config"),
+        HELM_DATA_HOME=str(home / "data"),
+        KUBECONFIG=str(home / "no-kubeconfig"),
+    )
+
+
+def run_helm(helm: Path, env: dict[str, str], *args: str, values: dict | None = None,
+             tmp: Path | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [str(helm), *args]
+    if values is not None:
+        assert tmp is not None
+        f = tmp / f"values-{len(list(tmp.glob('values-*.yaml')))}.yaml"
+        f.write_text(yaml.safe_dump(values))
+        cmd += ["-f", str(f)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+
+
+def render(helm: Path, env: dict[str, str], tmp: Path, values: dict | None = None,
+           *extra: str) -> list[dict[str, Any]]:
+    proc = run_helm(helm, env, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *extra,
+                    values=values or {}, tmp=tmp)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def find(docs: list[dict], kind: str, name: str | None = None, namespace: str | None = None) -> list[dict]:
+    return [
+        d for d in docs
+        if d["kind"] == kind
+        and (name is None or d["metadata"]["name"] == name)
+        and (namespace is None or d["metadata"].get("namespace") == namespace)
+    ]
+
+
+def one(docs: list[dict], kind: str, name: str | None = None, namespace: str | None = None) -> dict:
+    found = find(docs, kind, name, namespace)
+    assert len(found) == 1, f"expected one {kind} {name or ''} in {namespace or 'any namespace'}, got {len(found)}"
+    return found[0]
+
+
+def expand(rules: list[dict]) -> set[tuple]:
+    """Rules as (apiGroup, resource, verb, resourceName-or-None) tuples; wildcards are never allowed."""
+    out: set[tuple] = set()
+    for r in rules:
+        assert "nonResourceURLs" not in r
+        names = r.get("resourceNames") or [None]
+        for g in r["apiGroups"]:
+            for res in r["resources"]:
+                for v in r["verbs"]:
+                    assert "*" not in (g, res, v), f"wildcard in RBAC rule {r}"
+                    for n in names:
+                        out.add((g, res, v, n))
+    return out
+
+
+def granted(docs: list[dict]) -> dict[str, set[tuple]]:
+    """What the operator's ServiceAccount is granted, keyed by scope ('cluster' or a namespace), following
+    the bindings to the roles rendered by the chart."""
+    roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
+             for d in docs if d["kind"] in ("Role", "ClusterRole")}
+    out: dict[str, set[tuple]] = {}
+    for b in docs:
+        if b["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": SA, "namespace": NAMESPACE}], b["subjects"]
+        ref = b["roleRef"]
+        ns = b["metadata"].get("namespace") if b["kind"] == "RoleBinding" else None
+        key = (ref["kind"], ns if ref["kind"] == "Role" else None, ref["name"])
+        assert key in roles, f"{b['kind']} {b['metadata']['name']} refers to a role the chart does not render: {key}"
+        scope = "cluster" if b["kind"] == "ClusterRoleBinding" else ns
+        out.setdefault(scope, set()).update(expand(roles[key]["rules"]))
+    bound = {(r["roleRef"]["kind"], r["roleRef"]["name"]) for r in docs if "roleRef" in r}
+    for kind, _, name in roles:
+        assert (kind, name) in bound, f"{kind} {name} is rendered but not bound"
+    return out
+
+
+def with_names(rules: set[tuple], name: str | None = None) -> set[tuple]:
+    return {(*r, name) for r in rules}
+
+
+def container(docs: list[dict]) -> dict:
+    dep = one(docs, "Deployment", FULLNAME, NAMESPACE)
+    containers = dep["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+# ---- lint ------------------------------------------------------------------------------------------------
+
+LINT_CASES = {
+    "defaults": {},
+    "watch-namespaces": {"watch": {"mode": "namespaces", "namespaces": ["team-a", "team-b"]}},
+    "everything-on": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+        "prometheusRule": {"enabled": True, "alertLabels": {"team": "platform"}},
+        "podDisruptionBudget": {"enabled": True, "minAvailable": 0},
+        "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+        "priorityClassName": "system-cluster-critical",
+        "image": {"digest": "sha256:" + "a" * 64},
+    },
+}
+
+
+@pytest.mark.parametrize("case", LINT_CASES, ids=list(LINT_CASES))
+def test_helm_lint(helm: Path, helm_env: dict, tmp_path: Path, case: str) -> None:
+    proc = run_helm(helm, helm_env, "lint", "--strict", str(CHART), "--namespace", NAMESPACE,
+                    values=LINT_CASES[case], tmp=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+
+
+# ---- default render --------------------------------------------------------------------------------------
+
+
+def test_default_render(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    docs = render(helm, helm_env, tmp_path)
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
+                            "ClusterRoleBinding", "Deployment", "Service"])
+    for d in docs:
+        labels = d["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "hubspot-token-operator"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["app.kubernetes.io/version"] == __version__
+        if d["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            assert d["metadata"]["namespace"] == NAMESPACE
+
+    c = container(docs)
+    assert c["image"] == f"hubspot-token-operator:{__version__}"
+    assert c["args"] == ["--all-namespaces"]
+
+    svc = one(docs, "Service", f"{FULLNAME}-metrics", NAMESPACE)
+    assert svc["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
+    dep = one(docs, "Deployment")
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}  # no overlap of two standalone operators
+    sa = one(docs, "ServiceAccount", SA, NAMESPACE)
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+
+
+def test_chart_version_matches_the_package() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == __version__
+    assert chart["apiVersion"] == "v2"
+
+
+def test_deployment_is_hardened(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    docs = render(helm, helm_env, tmp_path)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    c = container(docs)
+    assert pod["automountServiceAccountToken"] is True  # it talks to the API
+    psc = pod["securityContext"]
+    assert psc["runAsNonRoot"] is True
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert isinstance(sc["runAsUser"], int) and sc["runAsUser"] != 0
+    assert isinstance(sc["runAsGroup"], int) and sc["runAsGroup"] != 0
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert sc.get("privileged", False) is False
+    res = c["resources"]
+    assert res["requests"]["cpu"] and res["requests"]["memory"] and res["limits"]["memory"]
+
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"metrics": 8080, "health": 8081}
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
+
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+
+
+# ---- RBAC ------------------------------------------------------------------------------------------------
+
+
+def test_rbac_all_namespaces_is_exactly_what_the_operator_needs(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    docs = render(helm, helm_env, tmp_path, {"watch": {"mode": "all"}})
+    assert find(docs, "Role") == [] and find(docs, "RoleBinding") == []
+    assert granted(docs) == {"cluster": with_names(NAMESPACED_RULES | KOPF_CLUSTER_RULES)}
+
+
+def test_rbac_namespaces_mode(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    watched = ["team-a", "team-b"]
+    docs = render(helm, helm_env, tmp_path, {"watch": {"mode": "namespaces", "namespaces": watched}})
+    for ns in watched:
+        one(docs, "Role", FULLNAME, ns)
+        one(docs, "RoleBinding", FULLNAME, ns)
+    # Nothing cluster-wide beyond Kopf's read-only discovery; in particular no ClusterRole touching secrets.
+    for cr in find(docs, "ClusterRole"):
+        assert not any("secrets" in r["resources"] for r in cr["rules"]), cr["metadata"]["name"]
+    hmac = "hubspot-token-operator-hmac"
+    assert granted(docs) == {
+        "cluster": with_names(KOPF_CLUSTER_RULES),
+        "team-a": with_names(NAMESPACED_RULES),
+        "team-b": with_names(NAMESPACED_RULES),
+        # The fingerprint key Secret in the operator's namespace: get by name, create (unnameable).
+        NAMESPACE: {("", "secrets", "get", hmac), ("", "secrets", "create", None)},
+    }
+    assert container(docs)["args"] == ["--namespace", "team-a", "--namespace", "team-b"]
+
+
+def test_rbac_follows_the_hmac_secret_name(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    docs = render(helm, helm_env, tmp_path,
+                  {"watch": {"mode": "namespaces", "namespaces": ["a"]}, "hmacSecretName": "my-key"})
+    assert ("", "secrets", "get", "my-key") in granted(docs)[NAMESPACE]
+    env = {e["name"]: e.get("value") for e in container(docs)["env"]}
+    assert env["HTO_FINGERPRINT_SECRET"] == "my-key"
+
+
+def test_rbac_create_false_renders_no_rbac(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    docs = render(helm, helm_env, tmp_path, {"rbac": {"create": False}})
+    assert not [d for d in docs if d["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")]
+
+
+def test_service_account_options(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    docs = render(helm, helm_env, tmp_path, {"serviceAccount": {"create": False, "name": "existing"}})
+    assert find(docs, "ServiceAccount") == []
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
+    for b in find(docs, "ClusterRoleBinding"):
+        assert b["subjects"][0]["name"] == "existing"
+
+    docs = render(helm, helm_env, tmp_path, {"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "x"}}})
+    assert one(docs, "ServiceAccount")["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "x"}
+
+
+def test_name_overrides(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    docs = render(helm, helm_env, tmp_path, {"fullnameOverride": "hso"})
+    assert one(docs, "Deployment")["metadata"]["name"] == "hso"
+    assert {d["metadata"]["name"] for d in find(docs, "ClusterRole")} == {"hso", "hso-discovery"}
+    docs = render(helm, helm_env, tmp_path, {"nameOverride": "tokens"})
+    assert one(docs, "Deployment")["metadata"]["name"] == f"{RELEASE}-tokens"
+    assert one(docs, "Deployment")["metadata"]["labels"]["app.kubernetes.io/name"] == "tokens"
+
+
+# ---- optional objects ------------------------------------------------------------------------------------
+
+
+def test_monitoring_and_pdb(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    docs = render(helm, helm_env, tmp_path, {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+        "prometheusRule": {"enabled": True, "alertLabels": {"team": "platform"}, "expiryThresholdSeconds": 600},
+        "podDisruptionBudget": {"enabled": True},
+    })
+    svc = one(docs, "Service", f"{FULLNAME}-metrics")
+    sm = one(docs, "ServiceMonitor", FULLNAME, NAMESPACE)
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    selected = sm["spec"]["selector"]["matchLabels"]
+    assert selected.items() <= svc["metadata"]["labels"].items()
+    assert not selected.items() <= one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"].items()
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    assert endpoint["honorLabels"] is True  # the token metrics carry their own `namespace` label
+
+    rule = one(docs, "PrometheusRule", FULLNAME, NAMESPACE)
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(alerts) == {"HubSpotTokenExpiringWithoutRefresh", "HubSpotTokenReauthRequired",
+                           "HubSpotTokenRotationDue", "HubSpotTokenOperatorDown", "HubSpotTokenRefreshFailures"}
+    assert "hubspot_token_expiry_timestamp_seconds - time()) < 600" in alerts["HubSpotTokenExpiringWithoutRefresh"]["expr"]
+    assert alerts["HubSpotTokenReauthRequired"]["expr"] == "hubspot_token_reauth_required == 1"
+    assert alerts["HubSpotTokenRotationDue"]["expr"] == "hubspot_token_rotation_due == 1"
+    # The ServiceMonitor's job label is the Service name.
+    assert f'up{{job="{svc["metadata"]["name"]}", namespace="{NAMESPACE}"}}' in alerts["HubSpotTokenOperatorDown"]["expr"]
+    assert 'hubspot_token_refresh_total{result!="success"}' in alerts["HubSpotTokenRefreshFailures"]["expr"]
+    for a in alerts.values():
+        assert a["labels"]["severity"] in ("warning", "critical")
+        assert a["labels"]["team"] == "platform"
+        assert "{{ $labels" in a["annotations"]["summary"] or a["alert"] == "HubSpotTokenOperatorDown"
+
+    pdb = one(docs, "PodDisruptionBudget", FULLNAME, NAMESPACE)
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": one(docs, "Deployment")["spec"]["selector"]}
+    docs = render(helm, helm_env, tmp_path, {"podDisruptionBudget": {"enabled": True, "minAvailable": "50%"}})
+    assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == "50%"
+
+
+def test_pod_scheduling_and_extra_env(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    docs = render(helm, helm_env, tmp_path, {
+        "podAnnotations": {"a": "b"}, "podLabels": {"team": "x"},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "k", "operator": "Exists"}],
+        "affinity": {"nodeAffinity": {}},
+        "priorityClassName": "high",
+        "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+        "imagePullSecrets": [{"name": "regcred"}],
+        "image": {"repository": "ghcr.io/x/hto", "tag": "1.2.3", "pullPolicy": "Always"},
+    })
+    tpl = one(docs, "Deployment")["spec"]["template"]
+    spec = tpl["spec"]
+    assert tpl["metadata"]["annotations"] == {"a": "b"}
+    assert tpl["metadata"]["labels"]["team"] == "x"
+    assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert spec["tolerations"] == [{"key": "k", "operator": "Exists"}]
+    assert spec["affinity"] == {"nodeAffinity": {}}
+    assert spec["priorityClassName"] == "high"
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+    c = container(docs)
+    assert c["image"] == "ghcr.io/x/hto:1.2.3" and c["imagePullPolicy"] == "Always"
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in c["env"]
+
+
+# ---- the contract with the operator: env and args the chart sets are what the operator reads --------------
+
+
+def test_rendered_env_and_args_configure_the_operator(helm: Path, helm_env: dict, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = render(helm, helm_env, tmp_path, {
+        "watch": {"mode": "namespaces", "namespaces": ["a", "b"]},
+        "hubspot": {"baseURL": "http://hubspot-sim.test:8080", "defaultOAuthAPI": "v3"},
+        "workers": 3, "appRefreshRate": 2.5, "logLevel": "DEBUG", "logFormat": "text",
+        "metrics": {"port": 9090}, "health": {"port": 9091}, "hmacSecretName": "k",
+    })
+    c = container(docs)
+    downward = {"metadata.name": "hto-abc", "metadata.namespace": NAMESPACE}
+    for var in [k for k in os.environ if k.startswith("HTO_")]:
+        monkeypatch.delenv(var)
+    for e in c["env"]:
+        value = e["value"] if "value" in e else downward[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        monkeypatch.setenv(e["name"], value)
+    s = Settings()
+    assert (s.hubspot_base_url, s.default_oauth_api) == ("http://hubspot-sim.test:8080", "v3")
+    assert (s.workers, s.refreshes_per_second_per_app) == (3, 2.5)
+    assert (s.log_level, s.log_format) == ("DEBUG", "text")
+    assert (s.metrics_port, s.health_port) == (9090, 9091)
+    assert (s.operator_namespace, s.fingerprint_secret) == (NAMESPACE, "k")
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"metrics": 9090, "health": 9091}
+    assert one(docs, "Service")["spec"]["ports"][0]["targetPort"] == "metrics"
+
+    args = build_parser().parse_args(["run", *c["args"]])
+    assert args.namespace == ["a", "b"] and not args.all_namespaces
+    docs = render(helm, helm_env, tmp_path)
+    args = build_parser().parse_args(["run", *container(docs)["args"]])
+    assert args.all_namespaces and args.namespace == []
+
+
+# ---- schema ----------------------------------------------------------------------------------------------
+
+INVALID = {
+    "watch-mode-bogus": ({"watch": {"mode": "bogus"}}, "/watch/mode"),
+    "namespaces-mode-empty-list": ({"watch": {"mode": "namespaces", "namespaces": []}}, "/watch/namespaces"),
+    "namespaces-mode-no-list": ({"watch": {"mode": "namespaces"}}, "/watch"),
+    "all-mode-with-namespaces": ({"watch": {"mode": "all", "namespaces": ["a"]}}, "/watch/namespaces"),
+    "bad-namespace-name": ({"watch": {"mode": "namespaces", "namespaces": ["Team_A"]}}, "/watch/namespaces/0"),
+    "replicas-3": ({"replicas": 3}, "/replicas"),
+    "replicas-0": ({"replicas": 0}, "/replicas"),
+    "log-format-xml": ({"logFormat": "xml"}, "/logFormat"),
+    "log-level-verbose": ({"logLevel": "verbose"}, "/logLevel"),
+    "base-url-not-a-url": ({"hubspot": {"baseURL": "not-a-url"}}, "/hubspot/baseURL"),
+    "base-url-ftp": ({"hubspot": {"baseURL": "ftp://api.hubapi.com"}}, "/hubspot/baseURL"),
+    "oauth-api-v2": ({"hubspot": {"defaultOAuthAPI": "v2"}}, "/hubspot/defaultOAuthAPI"),
+    "negative-workers": ({"workers": -1}, "/workers"),
+    "workers-string": ({"workers": "eight"}, "/workers"),
+    "zero-refresh-rate": ({"appRefreshRate": 0}, "/appRefreshRate"),
+    "port-out-of-range": ({"metrics": {"port": 70000}}, "/metrics/port"),
+    "pull-policy": ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+    "pdb-both": ({"podDisruptionBudget": {"enabled": True, "minAvailable": 1, "maxUnavailable": 1}},
+                 "/podDisruptionBudget"),
+    "unknown-key": ({"replica": 1}, "replica"),
+    "unknown-nested-key": ({"watch": {"mode": "all", "namespace": ["a"]}}, "namespace"),
+}
+
+
+@pytest.mark.parametrize("case", INVALID, ids=list(INVALID))
+def test_schema_refuses(helm: Path, helm_env: dict, tmp_path: Path, case: str) -> None:
+    values, field = INVALID[case]
+    proc = run_helm(helm, helm_env, "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+                    values=values, tmp=tmp_path)
+    assert proc.returncode != 0, f"helm accepted {values}"
+    assert "schema" in proc.stderr, proc.stderr
+    assert field in proc.stderr, proc.stderr
+
+
+def test_schema_refuses_on_install_too(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    """`helm install --dry-run=client` validates the schema before touching a cluster."""
+    proc = run_helm(helm, helm_env, "install", RELEASE, str(CHART), "--namespace", NAMESPACE,
+                    "--dry-run=client", values={"watch": {"mode": "namespaces"}}, tmp=tmp_path)
+    assert proc.returncode != 0 and "/watch" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"metrics": {"port": 8081}}, "metrics.port and health.port must differ"),
+    ({"serviceMonitor": {"enabled": True}, "metrics": {"port": 8080, "service": {"enabled": False}}},
+     "serviceMonitor.enabled needs metrics.service.enabled"),
+], ids=["same-ports", "servicemonitor-without-service"])
+def test_template_refuses_inconsistent_values(helm: Path, helm_env: dict, tmp_path: Path, values: dict,
+                                              message: str) -> None:
+    proc = run_helm(helm, helm_env, "template", RELEASE, str(CHART), values=values, tmp=tmp_path)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+# ---- CRD -------------------------------------------------------------------------------------------------
+
+
+def test_chart_crd_is_a_verbatim_copy() -> None:
+    """Re-sync with: cp crds/hubspottokens.hubspot-operator.dev.yaml charts/hubspot-token-operator/crds/"""
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [CRD_NAME]
+    source, copy = ROOT / "crds" / CRD_NAME, CHART / "crds" / CRD_NAME
+    assert copy.read_bytes() == source.read_bytes(), (
+        f"{copy.relative_to(ROOT)} differs from {source.relative_to(ROOT)}; run: "
+        f"cp {source.relative_to(ROOT)} {copy.parent.relative_to(ROOT)}/"
+    )
+
+
+def test_crd_is_rendered_with_include_crds(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    docs = render(helm, helm_env, tmp_path, None, "--include-crds")
+    crd = one(docs, "CustomResourceDefinition", "hubspottokens.hubspot-operator.dev")
+    assert crd["spec"]["group"] == "hubspot-operator.dev"
+    assert [v["name"] for v in crd["spec"]["versions"]] == ["v1alpha1"]
+    # CRDs are not templated: the chart's RBAC must name the CRD's own group and plural.
+    assert crd["spec"]["names"]["plural"] == "hubspottokens"
+    assert "status" in crd["spec"]["versions"][0]["subresources"]
