@@ -17,8 +17,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from kubernetes.client import ApiException
-
 from . import conditions as cond
 from . import metrics
 from .durations import format_duration, from_rfc3339, to_rfc3339
@@ -183,7 +181,8 @@ async def reconcile_private_app(rt: Runtime, body: dict, spec: TokenSpec, rec: R
             status = {**status, "tokenFingerprint": cand_fp}
             target = await rt.kube.get_secret(ns, spec.target.name)
     else:
-        pa_status["lastOutcome"] = pa_status.get("lastOutcome") or "Published"
+        # The source holds the published token (perhaps written back after a rejection): that is the outcome.
+        pa_status.update(lastOutcome="Published", lastOutcomeReason="Verified", rejectedFingerprint=None)
 
     if published_fp and cand_fp == published_fp:
         # Steady state: drift repair, periodic verification, overlap end, age.

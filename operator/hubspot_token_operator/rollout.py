@@ -90,13 +90,19 @@ def due_at(pending_since: datetime, workload: dict, spec: RolloutSpec) -> dateti
 
 
 def restart_patch(workload: dict, value: str, now: datetime) -> dict:
+    """A merge patch guarded by the workload's resourceVersion: if anyone (another token, another
+    operator replica) changed it since we read it, the API server answers 409 and we re-read."""
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    guard = {"resourceVersion": workload.get("metadata", {}).get("resourceVersion")}
     if workload.get("kind") == "Rollout":
         return {
-            "metadata": {"annotations": {RESTARTED_FOR: value, RESTARTED_AT: stamp}},
+            "metadata": {**guard, "annotations": {RESTARTED_FOR: value, RESTARTED_AT: stamp}},
             "spec": {"restartAt": now.strftime("%Y-%m-%dT%H:%M:%SZ")},
         }
-    return {"spec": {"template": {"metadata": {"annotations": {RESTARTED_FOR: value, RESTARTED_AT: stamp}}}}}
+    return {
+        "metadata": guard,
+        "spec": {"template": {"metadata": {"annotations": {RESTARTED_FOR: value, RESTARTED_AT: stamp}}}},
+    }
 
 
 def paused(workload: dict) -> bool:

@@ -100,6 +100,11 @@ async def reconcile_rollout(rt: Runtime, body: dict, spec: TokenSpec, rec: Recor
                 try:
                     await rt.kube.patch_workload(ns, ref.kind, ref.name, restart_patch(w, value, now))
                 except ApiException as e:
+                    if e.status == 409:  # changed under us (often: a sibling token restarting it); look again
+                        wake.append(now)
+                        new_records.append(record)
+                        all_complete = False
+                        continue
                     rec.event("Warning", "RestartFailed", f"patching {key} failed: HTTP {e.status} {e.reason}")
                     record.update(state="Failed", message=f"patch failed: HTTP {e.status}")
                     wake.append(now + timedelta(seconds=30))

@@ -56,17 +56,34 @@ def custom(api) -> client.CustomObjectsApi:
 
 
 @pytest.fixture
-def namespace(core) -> str:
-    """A fresh namespace per test, deleted afterwards even when the test fails."""
+def namespace(core, api) -> str:
+    """A fresh namespace per test, deleted afterwards even when the test fails. Before deletion its
+    Events and HubSpotTokens are kept for the end-of-session secret-leak check."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     try:
         yield name
     finally:
+        _keep_for_leak_check(api, name)
         try:
             core.delete_namespace(name)
         except client.ApiException:
             pass
+
+
+def _keep_for_leak_check(api, ns: str) -> None:
+    import json
+
+    from hubspot_token_operator import GROUP, PLURAL, VERSION
+    from tests.cluster import tokens
+
+    try:
+        events = client.CoreV1Api(api).list_namespaced_event(ns).items
+        tokens.OBSERVED.append(json.dumps([api.sanitize_for_serialization(e) for e in events]))
+        objs = client.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+        tokens.OBSERVED.append(json.dumps(objs))
+    except client.ApiException:
+        pass  # e.g. the CRD is not installed in a control-plane-only test
 
 
 # ---- the operator under test and the HubSpot simulator ----------------------------------------------

@@ -11,6 +11,8 @@ from kubernetes import client
 from hubspot_token_operator import GROUP, PLURAL, VERSION
 
 SEEN_SECRETS: set[str] = set()
+OBSERVED: list[str] = []  # Events and HubSpotTokens of each test namespace, captured before deletion
+SECRET_KEYS = {"access_token", "previous_access_token", "refresh_token", "token", "client_secret"}
 
 
 def remember(*values: str) -> None:
@@ -18,7 +20,7 @@ def remember(*values: str) -> None:
 
 
 def put_secret(core: client.CoreV1Api, ns: str, name: str, data: dict[str, str]) -> None:
-    remember(*data.values())
+    remember(*(v for k, v in data.items() if k in SECRET_KEYS))
     body = client.V1Secret(
         metadata=client.V1ObjectMeta(name=name),
         data={k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
@@ -39,7 +41,7 @@ def read_secret(core: client.CoreV1Api, ns: str, name: str) -> dict[str, str] | 
             return None
         raise
     out = {k: base64.b64decode(v).decode() for k, v in (s.data or {}).items()}
-    remember(*out.values())
+    remember(*(v for k, v in out.items() if k in SECRET_KEYS))
     return out
 
 

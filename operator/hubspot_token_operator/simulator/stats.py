@@ -1,0 +1,45 @@
+"""Request counts per route and status, so tests can assert "exactly one HTTP call reached HubSpot".
+
+Routes are counted by their template (``GET /oauth/v1/access-tokens/{token}``), never by the raw path,
+which both groups the numbers usefully and keeps tokens out of the stats. Hosts are counted too, so a
+test can prove a client really talked to the EU hostname. A request still in flight when the stats are
+reset (say, one held by a latency fault after its client timed out) is not counted afterwards, so one test's
+stragglers never show up in the next test's numbers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+
+class RequestStats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.generation = 0
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._requests: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+            self._hosts: dict[str, int] = defaultdict(int)
+            self._total = 0
+
+    def record(self, route: str, outcome: str, host: str | None, generation: int | None = None) -> None:
+        """Count one finished request; ``generation`` is ``self.generation`` as seen when it started."""
+        with self._lock:
+            if generation is not None and generation != self.generation:
+                return
+            self._requests[route][outcome] += 1
+            if host:
+                self._hosts[host] += 1
+            self._total += 1
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {
+                "requests": {route: dict(by_status) for route, by_status in self._requests.items()},
+                "hosts": dict(self._hosts),
+                "total": self._total,
+            }

@@ -1,0 +1,193 @@
+"""Rolling restarts of dependent workloads: controller-manager + scheduler + kwok make rollouts real."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.cluster import tokens as t
+from tests.cluster import workloads as w
+from tests.helpers import wait_for
+
+HUB = 6060
+SCOPES = ["oauth"]
+
+
+def rotate_source(simulator, core, ns, app, secret="pa-source"):
+    new = simulator.rotate(app["app_id"], "later")
+    t.remember(new)
+    t.put_secret(core, ns, secret, {"token": new})
+    return new
+
+
+def restart_events(core, ns, name=None):
+    return [e for e in t.events(core, ns, name) if e.reason == "RestartTriggered"]
+
+
+def private_app(simulator, core, ns, secret="pa-source"):
+    app = simulator.private_app(HUB, SCOPES)
+    t.remember(app["token"])
+    t.put_secret(core, ns, secret, {"token": app["token"]})
+    return app
+
+
+def published(core, ns, target):
+    return (t.read_secret(core, ns, target) or {}).get("access_token")
+
+
+def test_rotation_restarts_deployment_statefulset_daemonset_and_argo_rollout(
+    operator, simulator, api, core, apps, custom, namespace
+):
+    w.install_argo_crd(api)
+    w.deployment(apps, namespace, "dep")
+    w.statefulset(apps, namespace, "sts")
+    w.daemonset(apps, namespace, "ds")
+    wait_for(lambda: w.argo_rollout(custom, namespace, "ro") or True, what="argo Rollout created")
+    app = private_app(simulator, core, namespace)
+    t.create(custom, namespace, t.private_app_token("pa", rollout={
+        "delay": "0s",
+        "targets": [{"kind": "Deployment", "name": "dep"}, {"kind": "StatefulSet", "name": "sts"},
+                    {"kind": "DaemonSet", "name": "ds"}, {"kind": "Rollout", "name": "ro"}],
+    }))
+    wait_for(lambda: published(core, namespace, "hubspot-private") == app["token"], timeout=30, what="publish")
+    for kind, name in (("Deployment", "dep"), ("StatefulSet", "sts"), ("DaemonSet", "ds")):
+        wait_for(lambda: w.rollout_complete(apps, namespace, kind, name), timeout=60, what=f"{kind} up")
+    rs_before = {rs.metadata.name for rs in w.replicasets(apps, namespace, "dep")}
+    sts_rev = apps.read_namespaced_stateful_set("sts", namespace).status.update_revision
+    assert not restart_events(core, namespace), "the first publication is not a rotation"
+
+    rotate_source(simulator, core, namespace, app)
+    for kind, name in (("Deployment", "dep"), ("StatefulSet", "sts"), ("DaemonSet", "ds")):
+        wait_for(lambda: w.template_value(apps, namespace, kind, name), timeout=30, what=f"{kind} restarted")
+        wait_for(lambda: w.rollout_complete(apps, namespace, kind, name), timeout=90, what=f"{kind} rollout done")
+    assert {rs.metadata.name for rs in w.replicasets(apps, namespace, "dep")} - rs_before, "no new ReplicaSet"
+    assert apps.read_namespaced_stateful_set("sts", namespace).status.update_revision != sts_rev
+    ro = custom.get_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, "rollouts", "ro")
+    assert ro["spec"].get("restartAt")
+    assert len(restart_events(core, namespace, "pa")) == 4
+    status = t.get(custom, namespace, "pa")["status"]["rollout"]
+    by_kind = {r["kind"]: r for r in status["targets"]}
+    wait_for(lambda: all(r["state"] == "Complete" for r in t.get(custom, namespace, "pa")["status"]["rollout"]["targets"]
+                         if r["kind"] != "Rollout"), timeout=60, what="per-target Complete in status")
+    assert by_kind["Rollout"]["revision"] == status.get("pendingRevision") or by_kind["Rollout"]["revision"]
+
+
+def test_routine_refreshes_do_not_restart_but_every_refresh_does(operator, simulator, core, apps, custom, namespace):
+    a = simulator.create_app()
+    t.remember(a["client_secret"])
+    t.put_secret(core, namespace, "hubspot-app", {"client_id": a["client_id"], "client_secret": a["client_secret"]})
+    for name, policy in (("routine", "Rotation"), ("every", "EveryRefresh")):
+        t.put_secret(core, namespace, f"{name}-install", {"refresh_token": simulator.install(a["client_id"], HUB, SCOPES)})
+        w.deployment(apps, namespace, f"{name}-app")
+        t.create(custom, namespace, t.oauth_token(name, target=f"{name}-out", rollout={
+            "restartOn": policy, "delay": "0s", "targets": [{"kind": "Deployment", "name": f"{name}-app"}]}))
+    for name, count in (("routine", 10), ("every", 4)):
+        wait_for(lambda: t.condition(t.get(custom, namespace, name), "Ready").get("status") == "True", what="Ready")
+        for i in range(count):
+            before = published(core, namespace, f"{name}-out")
+            t.patch(custom, namespace, name,
+                    {"metadata": {"annotations": {"hubspot-operator.dev/refresh-requested-at": f"{name}-{i}"}}})
+            wait_for(lambda: published(core, namespace, f"{name}-out") != before, timeout=30, what=f"{name} refresh {i}")
+            if name == "every":
+                wait_for(lambda: len(restart_events(core, namespace, name)) == i + 1, timeout=30,
+                         what=f"restart for refresh {i}")
+    time.sleep(2)
+    assert restart_events(core, namespace, "routine") == []
+    assert w.template_value(apps, namespace, "Deployment", "routine-app") is None
+    assert len(restart_events(core, namespace, "every")) == 4
+    values = {e.message.split("(")[-1] for e in restart_events(core, namespace, "every")}
+    assert len(values) == 4, "each refresh restarts with its own value"
+
+
+def test_two_rotations_within_a_second_make_two_distinct_restarts(operator, simulator, core, apps, custom, namespace):
+    w.deployment(apps, namespace, "dep")
+    app = private_app(simulator, core, namespace)
+    t.create(custom, namespace, t.private_app_token("pa", rollout={
+        "delay": "0s", "targets": [{"kind": "Deployment", "name": "dep"}]}))
+    wait_for(lambda: published(core, namespace, "hubspot-private") == app["token"], timeout=30, what="publish")
+    wait_for(lambda: w.rollout_complete(apps, namespace, "Deployment", "dep"), timeout=60, what="dep up")
+    first = rotate_source(simulator, core, namespace, app)
+    wait_for(lambda: published(core, namespace, "hubspot-private") == first, timeout=30, what="first rotation")
+    second = rotate_source(simulator, core, namespace, app)
+    wait_for(lambda: published(core, namespace, "hubspot-private") == second, timeout=30, what="second rotation")
+    wait_for(lambda: len(restart_events(core, namespace, "pa")) == 2, timeout=30, what="two restarts")
+    values = [e.message.split("(")[-1] for e in restart_events(core, namespace, "pa")]
+    assert len(set(values)) == 2
+    wait_for(lambda: w.rollout_complete(apps, namespace, "Deployment", "dep"), timeout=60, what="rollout done")
+    assert len(w.replicasets(apps, namespace, "dep")) == 3  # original + one per rotation
+
+
+def test_operator_restart_during_debounce_neither_loses_nor_repeats(
+    operator, simulator, core, apps, custom, namespace
+):
+    w.deployment(apps, namespace, "dep")
+    app = private_app(simulator, core, namespace)
+    t.create(custom, namespace, t.private_app_token("pa", rollout={
+        "delay": "0s", "minInterval": "10m", "targets": [{"kind": "Deployment", "name": "dep"}]}))
+    wait_for(lambda: published(core, namespace, "hubspot-private") == app["token"], timeout=30, what="publish")
+    rotate_source(simulator, core, namespace, app)
+    wait_for(lambda: len(restart_events(core, namespace, "pa")) == 1, timeout=30, what="first restart")
+    rotate_source(simulator, core, namespace, app)
+    wait_for(lambda: "RestartDeferred" in t.reasons(core, namespace, "pa"), timeout=30, what="second deferred")
+    pending = t.get(custom, namespace, "pa")["status"]["rollout"]
+    assert pending["pendingSince"] and pending["pendingRevision"]
+
+    operator.stop()
+    operator.start()
+    time.sleep(3)
+    assert len(restart_events(core, namespace, "pa")) == 1, "restarted early after an operator restart"
+    simulator.advance(601)  # the debounce window ends (simulated time; the operator follows it)
+    wait_for(lambda: len(restart_events(core, namespace, "pa")) == 2, timeout=30, what="deferred restart")
+    time.sleep(3)
+    assert len(restart_events(core, namespace, "pa")) == 2, "the deferred restart ran twice"
+    assert not t.get(custom, namespace, "pa")["status"]["rollout"].get("pendingSince")
+
+
+def test_three_tokens_rotating_together_restart_a_shared_deployment_once(
+    operator, simulator, core, apps, custom, namespace
+):
+    w.deployment(apps, namespace, "shared", labels={"uses-hubspot": "yes"})
+    apps_ = []
+    for i in range(3):
+        apps_.append(private_app(simulator, core, namespace, secret=f"src{i}"))
+        body = t.private_app_token(f"pa{i}", target=f"out{i}", rollout={
+            "delay": "3s", "selector": {"matchLabels": {"uses-hubspot": "yes"}}})
+        body["spec"]["privateApp"]["tokenSecretRef"]["name"] = f"src{i}"
+        t.create(custom, namespace, body)
+    for i in range(3):
+        wait_for(lambda: published(core, namespace, f"out{i}") == apps_[i]["token"], timeout=30, what=f"publish {i}")
+    wait_for(lambda: w.rollout_complete(apps, namespace, "Deployment", "shared"), timeout=60, what="shared up")
+    rs_before = len(w.replicasets(apps, namespace, "shared"))
+    for i in range(3):
+        rotate_source(simulator, core, namespace, apps_[i], secret=f"src{i}")
+    wait_for(lambda: w.template_value(apps, namespace, "Deployment", "shared"), timeout=30, what="restart")
+    time.sleep(6)  # past every token's delay: any second restart would have happened by now
+    assert len(restart_events(core, namespace)) == 1
+    wait_for(lambda: w.rollout_complete(apps, namespace, "Deployment", "shared"), timeout=60, what="rollout done")
+    assert len(w.replicasets(apps, namespace, "shared")) == rs_before + 1
+    for i in range(3):
+        wait_for(lambda: t.get(custom, namespace, f"pa{i}")["status"]["rollout"]["targets"][0]["revision"]
+                 == t.get(custom, namespace, f"pa{i}")["status"]["restartRevision"], what=f"pa{i} recorded")
+
+
+def test_paused_deployment_is_not_patched_and_missing_target_does_not_block(
+    operator, simulator, core, apps, custom, namespace
+):
+    w.deployment(apps, namespace, "paused")
+    w.deployment(apps, namespace, "live")
+    apps.patch_namespaced_deployment("paused", namespace, {"spec": {"paused": True}})
+    app = private_app(simulator, core, namespace)
+    t.create(custom, namespace, t.private_app_token("pa", rollout={"delay": "0s", "targets": [
+        {"kind": "Deployment", "name": "paused"}, {"kind": "Deployment", "name": "nope"},
+        {"kind": "Deployment", "name": "live"}]}))
+    wait_for(lambda: published(core, namespace, "hubspot-private") == app["token"], timeout=30, what="publish")
+    rotate_source(simulator, core, namespace, app)
+    wait_for(lambda: w.template_value(apps, namespace, "Deployment", "live"), timeout=30, what="live restarted")
+    assert w.template_value(apps, namespace, "Deployment", "paused") is None
+    targets = {r["name"]: r for r in t.get(custom, namespace, "pa")["status"]["rollout"]["targets"]}
+    assert targets["paused"]["state"] == "Paused" and targets["nope"]["state"] == "Missing"
+    msgs = [e.message for e in t.events(core, namespace, "pa")]
+    assert any("paused" in m for m in msgs) and any("does not exist" in m for m in msgs)
+    apps.patch_namespaced_deployment("paused", namespace, {"spec": {"paused": False}})
+    wait_for(lambda: w.template_value(apps, namespace, "Deployment", "paused"), timeout=30, what="restarted on resume")
