@@ -21,6 +21,7 @@ from kubernetes import client, config
 from kubernetes.client import ApiException
 
 from . import GROUP, KIND, PLURAL, VERSION
+from .metrics import KUBE_WRITES
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,6 @@ class Kube:
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
-        self.writes = 0  # counted for the benchmark (Kubernetes writes per refresh)
 
     @classmethod
     def from_environment(cls) -> "Kube":
@@ -112,26 +112,26 @@ class Kube:
 
     async def create_secret(self, namespace: str, body: dict) -> SecretView:
         body = dict(body, data=_encode(body["data"]))
-        self.writes += 1
+        KUBE_WRITES.labels(kind="secret").inc()
         return _decode(await self._run(self.core.create_namespaced_secret, namespace, body))
 
     async def replace_secret(self, namespace: str, name: str, body: dict) -> SecretView:
         """Replace guarded by resourceVersion (in body.metadata): a concurrent writer causes a 409."""
         body = dict(body, data=_encode(body["data"]))
-        self.writes += 1
+        KUBE_WRITES.labels(kind="secret").inc()
         return _decode(await self._run(self.core.replace_namespaced_secret, name, namespace, body))
 
     # ---- HubSpotToken --------------------------------------------------------------------------------
 
     async def patch_status(self, namespace: str, name: str, status: dict) -> dict:
-        self.writes += 1
+        KUBE_WRITES.labels(kind="status").inc()
         return await self._run(
             self.custom.patch_namespaced_custom_object_status,
             GROUP, VERSION, namespace, PLURAL, name, {"status": status},
         )
 
     async def patch_token_metadata(self, namespace: str, name: str, patch: dict) -> None:
-        self.writes += 1
+        KUBE_WRITES.labels(kind="hubspottoken").inc()
         await self._run(self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name, patch)
 
     # ---- Events --------------------------------------------------------------------------------------
@@ -161,6 +161,7 @@ class Kube:
             reporting_instance=_HOST,
         )
         try:
+            KUBE_WRITES.labels(kind="event").inc()
             await self._run(self.core.create_namespaced_event, md.get("namespace"), event)
         except ApiException as e:
             log.warning("could not post event %s for %s: HTTP %s", reason, md.get("name"), e.status)
@@ -208,7 +209,7 @@ class Kube:
             raise
 
     async def patch_workload(self, namespace: str, kind: str, name: str, patch: dict) -> None:
-        self.writes += 1
+        KUBE_WRITES.labels(kind="workload").inc()
         if kind == "Rollout":
             await self._run(
                 self.custom.patch_namespaced_custom_object, "argoproj.io", "v1alpha1", namespace, "rollouts", name, patch

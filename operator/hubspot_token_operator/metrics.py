@@ -18,6 +18,8 @@ REFRESHES = Counter(f"{PREFIX}_refresh_total", "Access-token refresh attempts by
 EVENTS = Counter(f"{PREFIX}_events_total", "Kubernetes Events posted, by reason", ["reason"])
 RESTARTS = Counter(f"{PREFIX}_rollout_restarts_total", "Workload restarts triggered, by kind", ["kind"])
 VERIFICATIONS = Counter(f"{PREFIX}_verifications_total", "Private-app token verifications by result", ["result"])
+KUBE_WRITES = Counter(f"{PREFIX}_kube_writes_total", "Writes to the Kubernetes API, by object kind", ["kind"])
+HUBSPOT_REQUESTS = Counter(f"{PREFIX}_hubspot_requests_total", "HTTP requests to HubSpot, by status code", ["code"])
 RECONCILE_SECONDS = Histogram(f"{PREFIX}_reconcile_duration_seconds", "Time spent in one reconcile")
 
 

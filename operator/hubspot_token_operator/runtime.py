@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from kubernetes.client import ApiException
 
+from . import metrics
 from .clock import Clock
 from .fingerprint import Fingerprinter
 from .grants import GrantCache
@@ -68,7 +69,9 @@ class Runtime:
         gen = api_version or self.settings.default_oauth_api
         key = (url, gen)
         if key not in self._clients:
-            self._clients[key] = HubSpotClient(url, api_generation=gen, now=self.clock.now)
+            self._clients[key] = HubSpotClient(
+                url, api_generation=gen, now=self.clock.now, event_hooks={"response": [_count_response]}
+            )
         return self._clients[key]
 
     def remember(self, body: dict) -> None:
@@ -83,6 +86,10 @@ class Runtime:
     async def close(self) -> None:
         for c in self._clients.values():
             await c.aclose()
+
+
+async def _count_response(response) -> None:
+    metrics.HUBSPOT_REQUESTS.labels(code=str(response.status_code)).inc()
 
 
 def _older(rv: str | None, than: str | None) -> bool:
