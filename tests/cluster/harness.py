@@ -92,7 +92,15 @@ class Simulator:
 class Operator:
     """`hubspot-token-operator run` as a child process, logging to a file the tests can grep."""
 
-    def __init__(self, kubeconfig: Path, simulator: Simulator, log_path: Path, operator_namespace: str) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        simulator: Simulator,
+        log_path: Path,
+        operator_namespace: str,
+        scope: tuple[str, ...] = ("--all-namespaces",),
+    ) -> None:
+        self.scope = scope
         self.kubeconfig = kubeconfig
         self.simulator = simulator
         self.log_path = log_path
@@ -105,7 +113,7 @@ class Operator:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [
-                str(BIN / "hubspot-token-operator"), "run", "--all-namespaces",
+                str(BIN / "hubspot-token-operator"), "run", *self.scope,
                 "--hubspot-base-url", self.simulator.url,
                 "--time-source", "simulator",
                 "--operator-namespace", self.operator_namespace,

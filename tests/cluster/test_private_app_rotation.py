@@ -117,3 +117,39 @@ def test_rotate_now_in_hubspot_is_detected_at_the_next_verification(operator, si
     assert c["reason"] == "TokenDeactivated"
     assert cond(custom, namespace, "pa", "Ready")["status"] == "False"
     wait_for(lambda: "TokenInvalid" in t.reasons(core, namespace, "pa"), what="TokenInvalid Event")
+
+
+def test_kubectl_hubspot_rotate_feeds_the_token_from_stdin_and_waits(
+    operator, simulator, core, custom, namespace, pat, cluster
+):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    t.create(custom, namespace, t.private_app_token("pa", privateApp={"tokenSecretRef": {"name": "pa-source"}}))
+    wait_for(lambda: published(core, namespace).get("access_token") == pat["token"], timeout=30, what="first publish")
+    plugin = str(Path(sys.executable).parent / "kubectl-hubspot")
+
+    new = simulator.rotate(pat["app_id"], "later")
+    t.remember(new)
+    res = subprocess.run([plugin, "rotate", "pa", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig),
+                          "--timeout", "60s"], input=new + "\n", capture_output=True, text=True, timeout=90)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "published" in res.stdout
+    assert new not in res.stdout + res.stderr and pat["token"] not in res.stdout + res.stderr
+    assert published(core, namespace)["access_token"] == new
+    assert published(core, namespace)["previous_access_token"] == pat["token"]
+
+    bad = simulator.private_app(HUB + 7, SCOPES)["token"]
+    t.remember(bad)
+    t.patch(custom, namespace, "pa", {"spec": {"hubId": HUB}})
+    res = subprocess.run([plugin, "rotate", "pa", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig),
+                          "--timeout", "60s"], input=bad, capture_output=True, text=True, timeout=90)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "HubMismatch" in res.stdout + res.stderr
+    assert bad not in res.stdout + res.stderr
+    assert published(core, namespace)["access_token"] == new
+
+    status = subprocess.run([plugin, "status", "pa", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)],
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and "RotationAccepted" in status.stdout
