@@ -130,10 +130,6 @@ class Kube:
             GROUP, VERSION, namespace, PLURAL, name, {"status": status},
         )
 
-    async def patch_token_metadata(self, namespace: str, name: str, patch: dict) -> None:
-        KUBE_WRITES.labels(kind="hubspottoken").inc()
-        await self._run(self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name, patch)
-
     # ---- Events --------------------------------------------------------------------------------------
 
     async def post_event(self, body: dict, type_: str, reason: str, message: str) -> None:

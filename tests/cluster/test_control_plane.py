@@ -144,3 +144,32 @@ def test_rbac_denies_serviceaccount_without_permissions(api, core, namespace, cl
 
 def _kubectl_env(cluster) -> dict:
     return dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
+
+
+def test_cluster_up_and_down_from_a_shell_repeatedly_without_leaks(cluster, tmp_path):
+    """`make cluster-up` / `make cluster-down` are this CLI; two rounds, then no process or port is left."""
+    import json
+    import socket
+    import sys
+    from pathlib import Path
+
+    cli = [str(Path(sys.executable).parent / "hto-devcluster"), "--state-dir", str(tmp_path / "c")]
+    for _ in range(2):
+        up = subprocess.run([*cli, "up"], capture_output=True, text=True, timeout=180)
+        assert up.returncode == 0, up.stderr
+        last = up.stdout.strip().splitlines()[-1]
+        assert last == f"export KUBECONFIG={tmp_path / 'c' / 'kubeconfig'}"
+        pids = json.loads((tmp_path / "c" / "pids.json").read_text())
+        assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+        server = yaml.safe_load((tmp_path / "c" / "kubeconfig").read_text())["clusters"][0]["cluster"]["server"]
+        port = int(server.rsplit(":", 1)[1])
+        nodes = subprocess.run(["kubectl", "get", "nodes"], capture_output=True, text=True,
+                               env=dict(os.environ, KUBECONFIG=str(tmp_path / "c" / "kubeconfig")))
+        assert "kwok-node-0" in nodes.stdout and " Ready" in nodes.stdout
+        down = subprocess.run([*cli, "down"], capture_output=True, text=True, timeout=60)
+        assert down.returncode == 0 and "stopped" in down.stdout
+        for pid in pids.values():
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # the API server's port is free again
+        assert not (tmp_path / "c").exists()

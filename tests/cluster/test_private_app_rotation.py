@@ -153,3 +153,19 @@ def test_kubectl_hubspot_rotate_feeds_the_token_from_stdin_and_waits(
     status = subprocess.run([plugin, "status", "pa", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)],
                             capture_output=True, text=True, timeout=60)
     assert status.returncode == 0 and "RotationAccepted" in status.stdout
+
+
+def test_overlap_ending_while_old_pods_still_run_is_warned(operator, simulator, core, apps, custom, namespace, pat):
+    w.deployment(apps, namespace, "stuck")
+    apps.patch_namespaced_deployment("stuck", namespace, {"spec": {"paused": True}})  # never restarts
+    t.create(custom, namespace, t.private_app_token(
+        "pa", privateApp={"tokenSecretRef": {"name": "pa-source"}, "overlap": "7d"},
+        rollout={"delay": "0s", "targets": [{"kind": "Deployment", "name": "stuck"}]}))
+    wait_for(lambda: published(core, namespace).get("access_token") == pat["token"], timeout=30, what="first publish")
+    new = simulator.rotate(pat["app_id"], "later")
+    t.remember(new)
+    t.put_secret(core, namespace, "pa-source", {"token": new})
+    wait_for(lambda: published(core, namespace).get("access_token") == new, timeout=30, what="rotation")
+    assert cond(custom, namespace, "pa", "PreviousTokenRetirable")["status"] == "False"
+    simulator.advance(6 * DAY + 3600)  # inside the last day of the overlap
+    wait_for(lambda: "OverlapEnding" in t.reasons(core, namespace, "pa"), timeout=30, what="OverlapEnding Event")
