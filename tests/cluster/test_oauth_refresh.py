@@ -241,3 +241,33 @@ def test_rotating_refresh_tokens_are_written_back_before_publishing(operator, si
         assert t.condition(obj, "ReauthRequired")["status"] == "False"
     finally:
         simulator.config(refresh_token_mode="stable")
+
+
+def test_creation_and_deletion_policies(operator, simulator, core, custom, namespace, app):
+    install(simulator, core, namespace, app, "pol")
+    # Owner refuses a Secret it did not create, and says how to proceed
+    t.put_secret(core, namespace, "foreign", {"other": "x"})
+    t.create(custom, namespace, t.oauth_token("owner", target="foreign",
+                                              oauth={"clientSecretRef": {"name": "hubspot-app"},
+                                                     "refreshTokenSecretRef": {"name": "pol-install"}}))
+    refused = wait_for(lambda: (c := t.condition(t.get(custom, namespace, "owner"), "Ready")) and
+                       c.get("reason") == "TargetSecretNotOwned" and c, timeout=30, what="TargetSecretNotOwned")
+    assert "Adopt or Merge" in refused["message"]
+    assert t.read_secret(core, namespace, "foreign") == {"other": "x"}
+    # Merge writes our keys and keeps the others
+    t.patch(custom, namespace, "owner", {"spec": {"target": {"creationPolicy": "Merge"}}})
+    merged = wait_for(lambda: (s := t.read_secret(core, namespace, "foreign")) and "access_token" in s and s,
+                      timeout=30, what="merged")
+    assert merged["other"] == "x"
+    # Delete: the Secret goes with the HubSpotToken (owner reference, garbage collector)
+    body = t.oauth_token("deleter", target="deleted-with-token", oauth={
+        "clientSecretRef": {"name": "hubspot-app"}, "refreshTokenSecretRef": {"name": "pol-install"}})
+    body["spec"]["target"]["deletionPolicy"] = "Delete"
+    t.create(custom, namespace, body)
+    wait_for(lambda: t.read_secret(core, namespace, "deleted-with-token"), timeout=30, what="published")
+    custom.delete_namespaced_custom_object("hubspot-operator.dev", "v1alpha1", namespace, "hubspottokens", "deleter")
+    wait_for(lambda: t.read_secret(core, namespace, "deleted-with-token") is None, timeout=60, what="garbage-collected")
+    # Retain (the default): the Secret outlives the HubSpotToken
+    custom.delete_namespaced_custom_object("hubspot-operator.dev", "v1alpha1", namespace, "hubspottokens", "owner")
+    time.sleep(2)
+    assert "access_token" in t.read_secret(core, namespace, "foreign")
