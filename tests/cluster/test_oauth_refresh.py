@@ -130,6 +130,11 @@ def test_uninstall_leads_to_reauth_required_without_retry_storm(operator, simula
     assert simulator.calls(TOKEN_ROUTE) == calls, "the operator kept retrying a dead refresh token"
     # the current token stays published
     assert t.read_secret(core, namespace, "hubspot-access")["access_token"] == published
+    # re-authorising (a new refresh token in the Secret) heals it without any other nudge
+    install(simulator, core, namespace, app, "gone")
+    healed = wait_for(lambda: ready(custom, namespace, "gone"), timeout=30, what="Ready after re-authorisation")
+    assert t.condition(healed, "ReauthRequired")["status"] == "False"
+    assert healed["status"]["lastRefreshReason"] == "GrantChanged"
 
 
 def test_rate_limits_and_server_errors_recover_and_never_publish_a_bad_token(
