@@ -160,7 +160,9 @@ class Kube:
             KUBE_WRITES.labels(kind="event").inc()
             await self._run(self.core.create_namespaced_event, md.get("namespace"), event)
         except ApiException as e:
-            log.warning("could not post event %s for %s: HTTP %s", reason, md.get("name"), e.status)
+            # A namespace being deleted refuses new Events (403/404): expected, not worth a warning.
+            level = logging.DEBUG if e.status in (403, 404) and "terminat" in str(e.body or "") else logging.WARNING
+            log.log(level, "could not post event %s for %s: HTTP %s", reason, md.get("name"), e.status)
 
     # ---- workloads (rollout restarts) ---------------------------------------------------------------
 
