@@ -13,6 +13,7 @@ help:
 	@echo "make cluster-up    start a local control plane; prints 'export KUBECONFIG=...'"
 	@echo "make cluster-down  stop it and remove its state"
 	@echo "make demo          run the operator end to end against the local cluster and the HubSpot simulator"
+	@echo "make demo-down     stop the demo and remove its state"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +42,12 @@ cluster-up: testbin
 
 cluster-down: $(STAMP)
 	@$(BIN)/hto-devcluster down
+
+demo: testbin
+	@$(BIN)/python -m hubspot_token_operator.demo up
+
+demo-down: $(STAMP)
+	@$(BIN)/python -m hubspot_token_operator.demo down
 
 bench: testbin
 	@echo "see bench/README.md for the scripts and what they measure"

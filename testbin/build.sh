@@ -18,7 +18,8 @@ log() { echo "[testbin] $*" >&2; }
 has_version() {  # has_version BINARY ARGS... -- EXPECTED
   local bin=$1; shift
   local expect=${*: -1}; set -- "${@:1:$#-1}"
-  [ -x "$bin" ] && "$bin" "$@" 2>/dev/null | grep -qF "$expect"
+  # grep without -q: with pipefail, -q exiting early can SIGPIPE the version command and fail the check
+  [ -x "$bin" ] && "$bin" "$@" 2>/dev/null | grep -F "$expect" >/dev/null
 }
 
 minor=$(echo "$K8S_VERSION" | cut -d. -f2)

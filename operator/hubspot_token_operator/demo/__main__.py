@@ -1,0 +1,27 @@
+"""``python -m hubspot_token_operator.demo up|down`` (``make demo`` / ``make demo-down``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hubspot_token_operator.demo", description=__doc__)
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="where processes, logs and the cluster live (default: <repo>/demo-state)")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("up", help="start everything and narrate the demo (leaves it running)")
+    sub.add_parser("down", help="stop everything the demo started and remove the state directory")
+    args = parser.parse_args(argv)
+
+    from .run import default_state_dir, down, up
+
+    state_dir = (args.state_dir or default_state_dir()).resolve()
+    return up(state_dir) if args.cmd == "up" else down(state_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

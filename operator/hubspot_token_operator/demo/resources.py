@@ -1,0 +1,91 @@
+"""The objects the demo creates. Plain dicts, so they can be written out as YAML for a newcomer to read
+(demo-state/manifests/) and applied with kubectl. Secrets are built separately and never written to disk."""
+
+from __future__ import annotations
+
+import base64
+
+from .. import GROUP, VERSION
+
+NAMESPACE = "hubspot-demo"
+OPERATOR_NAMESPACE = "hubspot-token-operator"
+HUB_ID = 4242424
+SCOPES = ["oauth", "crm.objects.contacts.read"]
+REQUIRED_SCOPES = ["crm.objects.contacts.read"]
+ACCESS_TOKEN_LIFETIME = 60  # seconds; HubSpot's real one is 30 minutes
+REFRESH_PERCENT = 50  # so the operator refreshes every 30 s
+
+
+def secret(name: str, data: dict[str, str], labels: dict[str, str] | None = None) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "hubspot-demo",
+                                                                      **(labels or {})}},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+def oauth_token() -> dict:
+    """crm-sync: an OAuth install whose access token the operator refreshes into Secret crm-sync-hubspot."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "HubSpotToken",
+        "metadata": {"name": "crm-sync", "namespace": NAMESPACE},
+        "spec": {
+            "type": "OAuth",
+            "hubId": HUB_ID,
+            "requiredScopes": REQUIRED_SCOPES,
+            "oauth": {
+                "clientSecretRef": {"name": "hubspot-app"},  # keys client_id, client_secret
+                "refreshTokenSecretRef": {"name": "crm-sync-install"},  # key refresh_token
+            },
+            "target": {"name": "crm-sync-hubspot"},
+            "refresh": {"percent": REFRESH_PERCENT, "jitterPercent": 0, "minRemainingValidity": "10s"},
+        },
+    }
+
+
+def private_app_token() -> dict:
+    """reporting: a private-app token, verified, published with a 7-day overlap, Deployment restarted."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "HubSpotToken",
+        "metadata": {"name": "reporting", "namespace": NAMESPACE},
+        "spec": {
+            "type": "PrivateApp",
+            "hubId": HUB_ID,
+            "requiredScopes": REQUIRED_SCOPES,
+            "privateApp": {"tokenSecretRef": {"name": "reporting-source"}, "overlap": "7d"},  # key token
+            "target": {"name": "reporting-hubspot"},
+            "rollout": {"targets": [{"kind": "Deployment", "name": "reporting"}], "delay": "0s"},
+        },
+    }
+
+
+def deployment() -> dict:
+    """reporting: 2 replicas that read the published token from Secret reporting-hubspot.
+    kwok "runs" the pods on a fake node, so the image never needs to exist."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "reporting", "namespace": NAMESPACE, "labels": {"app": "reporting"}},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "reporting"}},
+            "template": {
+                "metadata": {"labels": {"app": "reporting"}},
+                "spec": {
+                    "containers": [{
+                        "name": "reporting",
+                        "image": "example.invalid/reporting:1",
+                        "env": [{
+                            "name": "HUBSPOT_ACCESS_TOKEN",
+                            "valueFrom": {"secretKeyRef": {"name": "reporting-hubspot", "key": "access_token"}},
+                        }],
+                    }],
+                },
+            },
+        },
+    }
