@@ -107,6 +107,8 @@ class Operator:
         self.operator_namespace = operator_namespace
         self.proc: subprocess.Popen | None = None
         self.extra_env: dict[str, str] = {}
+        self.metrics_port = _free_port()
+        self.health_port = _free_port()
 
     def start(self, *extra_args: str) -> "Operator":
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), **self.extra_env)
@@ -117,7 +119,7 @@ class Operator:
                 "--hubspot-base-url", self.simulator.url,
                 "--time-source", "simulator",
                 "--operator-namespace", self.operator_namespace,
-                "--metrics-port", "0", "--health-port", "0",
+                "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
                 "--log-level", "DEBUG",
                 *extra_args,
             ],
@@ -150,3 +152,17 @@ class Operator:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def metrics(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
+
+    def healthz(self) -> int:
+        return httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=10).status_code
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,5 +1,5 @@
 """Runs last in the cluster session: no token, refresh token or client secret used by any earlier test
-appears in the operator's log, in any Event, or anywhere in a HubSpotToken (status, annotations)."""
+appears in the operator's log, its metrics, any Event, or anywhere in a HubSpotToken (status, annotations)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,11 @@ def test_no_secret_reaches_logs_events_status_or_annotations(operator, core, cus
     # the check must have something to look at: earlier tests' Events and statuses were kept
     for expected in ("tokenFingerprint", '"Refreshed"', '"Rotated"', '"RestartTriggered"', "ReauthRequired"):
         assert expected in kept, expected
-    for where, text in (("operator log", logs), ("Events and HubSpotTokens", events + objs + kept)):
+    metrics = operator.metrics()
+    assert "hubspot_token_refresh_total" in metrics and "hubspot_token_expiry_timestamp_seconds" in metrics
+    assert operator.healthz() == 200
+    for where, text in (("operator log", logs), ("Events and HubSpotTokens", events + objs + kept),
+                        ("metrics", metrics)):
         leaked = [s[:6] + "..." for s in secrets if s in text]
         assert not leaked, f"{len(leaked)} secret value(s) found in {where}: {leaked}"
     # Kopf left no progress annotations behind (we register no change handlers)
