@@ -272,11 +272,16 @@ async def _refresh(
     if spec.required_scopes:
         rec.condition(cond.SCOPES_SATISFIED, True, "ScopesPresent", "the token carries every required scope")
     rec.condition(cond.DEGRADED, False, "RefreshSucceeded", "last refresh succeeded")
+    deprecation = (
+        "; OAuth v1 is deprecated and sunsets on 2027-02-16: set spec.oauth.apiVersion to 2026-03"
+        if spec.oauth.api_version == "v1"
+        else ""
+    )
     rec.event(
         "Normal",
         "Refreshed",
         f"{v.reason}: new access token published (fingerprint {token_fp[:8]}), valid for "
-        f"{format_duration(result.expires_at - now)}; next refresh in {format_duration(nxt - now)}",
+        f"{format_duration(result.expires_at - now)}; next refresh in {format_duration(nxt - now)}{deprecation}",
     )
     rec.count_refresh("success")
     return nxt

@@ -276,3 +276,18 @@ def test_creation_and_deletion_policies(operator, simulator, core, custom, names
     custom.delete_namespaced_custom_object("hubspot-operator.dev", "v1alpha1", namespace, "hubspottokens", "owner")
     time.sleep(2)
     assert "access_token" in t.read_secret(core, namespace, "foreign")
+
+
+def test_per_token_base_url_and_v1_generation(operator, simulator, core, custom, namespace, app):
+    install(simulator, core, namespace, app, "legacy")
+    other_host = simulator.url.replace("127.0.0.1", "localhost")  # a different base URL, same simulator
+    before = simulator.calls("POST /oauth/v1/token")
+    t.create(custom, namespace, t.oauth_token(
+        "legacy", hubspot={"baseURL": other_host},
+        oauth={"clientSecretRef": {"name": "hubspot-app"}, "refreshTokenSecretRef": {"name": "legacy-install"},
+               "apiVersion": "v1"}))
+    wait_for(lambda: ready(custom, namespace, "legacy"), timeout=30, what="Ready via v1")
+    assert simulator.calls("POST /oauth/v1/token") == before + 1
+    assert simulator.bearer_ok(t.read_secret(core, namespace, "hubspot-access")["access_token"])
+    msgs = [e.message for e in t.events(core, namespace, "legacy") if e.reason == "Refreshed"]
+    assert any("sunsets on 2027-02-16" in m for m in msgs)
