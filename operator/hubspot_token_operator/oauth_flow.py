@@ -193,7 +193,9 @@ async def _refresh(
 
     result = _sibling_result(rt, obs, gfp, status)
     if result is None:
-        await rt.limiter.acquire(inp.client_id or "")
+        wait = rt.limiter.reserve(inp.client_id or "", (body["metadata"]["namespace"], body["metadata"]["name"]))
+        if wait > 0:
+            return now + timedelta(seconds=wait)  # paced: come back for the booked slot
         client = rt.hubspot(spec.hubspot.base_url, spec.oauth.api_version)
         outcome = await client.refresh(inp.client_id, inp.client_secret, inp.refresh_token)
         if isinstance(outcome, Failure):
@@ -202,10 +204,11 @@ async def _refresh(
         returned_refresh = outcome.refresh_token.reveal() if outcome.refresh_token else None
         if returned_refresh and returned_refresh != inp.refresh_token:
             new_gfp = grant_fingerprint(rt, spec, inp.client_id, returned_refresh)
+        # Whole seconds, as status stores them: the schedule recomputed from status must match this one.
         result = GrantResult(
             access_token=outcome.access_token.reveal(),
-            issued_at=rt.clock.now(),
-            expires_at=outcome.expires_at,
+            issued_at=rt.clock.now().replace(microsecond=0),
+            expires_at=outcome.expires_at.replace(microsecond=0),
             hub_id=outcome.hub_id,
             scopes=tuple(outcome.scopes or ()),
             user_id=outcome.user_id,

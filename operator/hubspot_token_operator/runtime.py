@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
@@ -25,28 +24,34 @@ FINGERPRINT_KEY = "key"
 
 class AppRateLimiter:
     """Spreads refreshes per HubSpot app (client id): a token bucket, so a burst of due tokens after an
-    outage or a restart is paced instead of hitting HubSpot's per-app limit all at once."""
+    outage or a restart is paced instead of hitting HubSpot's per-app limit all at once.
+
+    It never makes a worker wait: `reserve` either grants a slot now (0.0) or books one in the future and
+    returns how long until then; the caller requeues the token for that time and gets the booked slot
+    when it comes back. Workers stay free for other work (Secret restores, other apps) meanwhile.
+    """
 
     def __init__(self, rate: float, burst: int = 10) -> None:
         self.rate, self.burst = rate, burst
         self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = asyncio.Lock()
+        self._booked: dict[object, float] = {}  # caller key -> monotonic time of its booked slot
 
-    async def acquire(self, app_key: str) -> float:
-        """Waits for a slot; returns how long it waited (seconds)."""
-        waited = 0.0
-        while True:
-            async with self._lock:
-                now = time.monotonic()
-                tokens, last = self._buckets.get(app_key, (float(self.burst), now))
-                tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-                if tokens >= 1:
-                    self._buckets[app_key] = (tokens - 1, now)
-                    return waited
-                self._buckets[app_key] = (tokens, now)
-                delay = (1 - tokens) / self.rate
-            await asyncio.sleep(delay)
-            waited += delay
+    def reserve(self, app_key: str, caller: object, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        booked = self._booked.get(caller)
+        if booked is not None:
+            if booked <= now:
+                del self._booked[caller]
+                return 0.0
+            return booked - now
+        tokens, last = self._buckets.get(app_key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate) - 1
+        self._buckets[app_key] = (tokens, now)
+        if tokens >= 0:
+            return 0.0
+        wait = -tokens / self.rate
+        self._booked[caller] = now + wait
+        return wait
 
 
 @dataclass
