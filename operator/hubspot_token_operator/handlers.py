@@ -46,13 +46,15 @@ def token_event(event, body, namespace, name, **_):
         ctx.runtime.tokens.pop(key, None)
         ctx.queue.forget(key)
         return
-    ctx.runtime.remember(dict(body))
-    ctx.queue.schedule(key)
+    if ctx.runtime.remember(dict(body)):  # not the echo of our own status write
+        ctx.queue.schedule(key)
 
 
 @kopf.on.event("", "v1", "secrets")
-def secret_event(namespace, name, tokens_by_secret: kopf.Index, **_):
+def secret_event(event, namespace, name, meta, tokens_by_secret: kopf.Index, **_):
     ctx: OperatorContext = current()
+    if event.get("type") != "DELETED" and ctx.runtime.is_own_echo(namespace, name, meta.get("resourceVersion")):
+        return
     for token in tokens_by_secret.get((namespace, name), []):
         ctx.queue.schedule((namespace, token))
 

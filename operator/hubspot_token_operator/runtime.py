@@ -63,6 +63,9 @@ class Runtime:
     grants: GrantCache = field(default_factory=GrantCache)
     tokens: dict = field(default_factory=dict)  # (namespace, name) -> latest HubSpotToken body seen
     _clients: dict = field(default_factory=dict)
+    # (namespace, name) -> resourceVersion of the target Secret we just wrote: its watch event is our own
+    # echo and needs no reconcile (the reconcile that wrote it already scheduled what comes next).
+    own_writes: dict = field(default_factory=dict)
     limiter: AppRateLimiter | None = None
 
     def __post_init__(self) -> None:
@@ -79,14 +82,24 @@ class Runtime:
             )
         return self._clients[key]
 
-    def remember(self, body: dict) -> None:
-        """Stores the newest body of a HubSpotToken (by resourceVersion), from watches and our own writes."""
+    def remember(self, body: dict) -> bool:
+        """Stores the newest body of a HubSpotToken (by resourceVersion), from watches and our own writes.
+        Returns False when nothing new was learned (an older version, or the echo of our own write)."""
         md = body.get("metadata", {})
         key = (md.get("namespace"), md.get("name"))
         old = self.tokens.get(key)
-        if old is not None and _older(md.get("resourceVersion"), old["metadata"].get("resourceVersion")):
-            return
+        if old is not None:
+            rv, old_rv = md.get("resourceVersion"), old["metadata"].get("resourceVersion")
+            if rv == old_rv or _older(rv, old_rv):
+                return False
         self.tokens[key] = body
+        return True
+
+    def is_own_echo(self, namespace: str, name: str, resource_version: str | None) -> bool:
+        if resource_version and self.own_writes.get((namespace, name)) == resource_version:
+            del self.own_writes[(namespace, name)]
+            return True
+        return False
 
     async def close(self) -> None:
         for c in self._clients.values():

@@ -28,10 +28,13 @@ async def publish_target(
         spec.target, Owner(md["name"], md["uid"]), values, existing, remove_keys=remove, published_before=published_before
     )
     try:
+        written = None
         if plan.action == "create":
-            await rt.kube.create_secret(md["namespace"], plan.body)
+            written = await rt.kube.create_secret(md["namespace"], plan.body)
         elif plan.action == "replace":
-            await rt.kube.replace_secret(md["namespace"], spec.target.name, plan.body)
+            written = await rt.kube.replace_secret(md["namespace"], spec.target.name, plan.body)
+        if written is not None:
+            rt.own_writes[(written.namespace, written.name)] = written.resource_version
         elif plan.action == "refuse":
             rec.condition(cond.READY, False, plan.reason, plan.message)
             rec.event_once("Warning", plan.reason, plan.message)
