@@ -195,7 +195,8 @@ async def _refresh(
     if result is None:
         wait = rt.limiter.reserve(inp.client_id or "", (body["metadata"]["namespace"], body["metadata"]["name"]))
         if wait > 0:
-            return now + timedelta(seconds=wait)  # paced: come back for the booked slot
+            rec.hold()  # paced: nothing to record yet; come back for the booked slot
+            return now + timedelta(seconds=wait)
         client = rt.hubspot(spec.hubspot.base_url, spec.oauth.api_version)
         outcome = await client.refresh(inp.client_id, inp.client_secret, inp.refresh_token)
         if isinstance(outcome, Failure):

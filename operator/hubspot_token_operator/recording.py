@@ -28,6 +28,11 @@ class Recorder:
     conditions: list[dict] | None = None
     events: list[tuple[str, str, str]] = field(default_factory=list)
 
+    held: bool = False  # set when the reconcile was only paced: nothing learned, nothing to write
+
+    def hold(self) -> None:
+        self.held = True
+
     def __post_init__(self) -> None:
         self.status = self.body.get("status") or {}
         self.conditions = [dict(c) for c in self.status.get("conditions") or []]
@@ -70,7 +75,7 @@ class Recorder:
         """Writes status (if changed) and posts Events; returns the updated object when status was written."""
         md = self.body["metadata"]
         updated = None
-        patch = self.patch()
+        patch = {} if self.held else self.patch()
         if patch:
             try:
                 updated = await kube.patch_status(md["namespace"], md["name"], patch)

@@ -185,8 +185,11 @@ def test_paused_deployment_is_not_patched_and_missing_target_does_not_block(
     rotate_source(simulator, core, namespace, app)
     wait_for(lambda: w.template_value(apps, namespace, "Deployment", "live"), timeout=30, what="live restarted")
     assert w.template_value(apps, namespace, "Deployment", "paused") is None
-    targets = {r["name"]: r for r in t.get(custom, namespace, "pa")["status"]["rollout"]["targets"]}
-    assert targets["paused"]["state"] == "Paused" and targets["nope"]["state"] == "Missing"
+    def target_states():  # status is written at the end of the reconcile that patched `live`
+        return {r["name"]: r["state"] for r in t.get(custom, namespace, "pa")["status"]["rollout"]["targets"]}
+
+    wait_for(lambda: target_states().get("paused") == "Paused", what="Paused recorded in status")
+    assert target_states()["nope"] == "Missing"
     msgs = [e.message for e in t.events(core, namespace, "pa")]
     assert any("paused" in m for m in msgs) and any("does not exist" in m for m in msgs)
     apps.patch_namespaced_deployment("paused", namespace, {"spec": {"paused": False}})
