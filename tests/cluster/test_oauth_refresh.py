@@ -159,8 +159,8 @@ def test_rate_limits_and_server_errors_recover_and_never_publish_a_bad_token(
         wait_for(refreshed, timeout=60, interval=0.2, what="a refresh after 3 failures")
     finally:
         simulator.clear_faults()
-    obj = t.get(custom, namespace, "flaky")
-    assert obj["status"]["failedAttempts"] == 0
+    obj = wait_for(lambda: (o := t.get(custom, namespace, "flaky")) and o["status"]["failedAttempts"] == 0 and o,
+                   what="status of the successful refresh")
     assert t.condition(obj, "Ready")["status"] == "True"
     assert all(p and simulator.bearer_ok(p) for p in published - {good})
     assert "RefreshFailed" in t.reasons(core, namespace, "flaky")
@@ -191,7 +191,7 @@ def test_target_secret_deleted_or_edited_is_restored(operator, simulator, core, 
     t.put_secret(core, namespace, "hubspot-access", {**original, "access_token": "tampered"})
     wait_for(lambda: t.read_secret(core, namespace, "hubspot-access") == original, timeout=30, what="edit reverted")
     assert simulator.calls(TOKEN_ROUTE) == calls, "restoring needs no new token while one is held"
-    assert t.reasons(core, namespace, "drift").count("SecretRestored") >= 2
+    wait_for(lambda: t.reasons(core, namespace, "drift").count("SecretRestored") >= 2, what="two SecretRestored Events")
 
 
 def test_hub_mismatch_and_missing_scopes_are_refused(operator, simulator, core, custom, namespace, app):
@@ -289,5 +289,6 @@ def test_per_token_base_url_and_v1_generation(operator, simulator, core, custom,
     wait_for(lambda: ready(custom, namespace, "legacy"), timeout=30, what="Ready via v1")
     assert simulator.calls("POST /oauth/v1/token") == before + 1
     assert simulator.bearer_ok(t.read_secret(core, namespace, "hubspot-access")["access_token"])
-    msgs = [e.message for e in t.events(core, namespace, "legacy") if e.reason == "Refreshed"]
-    assert any("sunsets on 2027-02-16" in m for m in msgs)
+    wait_for(lambda: any("sunsets on 2027-02-16" in e.message
+                         for e in t.events(core, namespace, "legacy") if e.reason == "Refreshed"),
+             what="deprecation note in the Refreshed Event")

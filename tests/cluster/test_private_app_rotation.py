@@ -50,9 +50,10 @@ def test_rotation_verified_published_overlap_then_dropped(operator, simulator, c
     data = published(core, namespace)
     assert data["previous_access_token"] == pat["token"]
     assert simulator.bearer_ok(new) and simulator.bearer_ok(pat["token"])  # "expire later": both work
-    obj = t.get(custom, namespace, "pa")
+    # the Secret is written before status: wait for the status of the same reconcile
+    obj = wait_for(lambda: (o := t.get(custom, namespace, "pa")) and
+                   (o["status"].get("privateApp") or {}).get("previousUntil") and o, what="rotation in status")
     assert t.condition(obj, "RotationAccepted")["status"] == "True"
-    assert obj["status"]["privateApp"]["previousUntil"]
     wait_for(lambda: "Rotated" in t.reasons(core, namespace, "pa"), what="Rotated Event")
 
     # the consumer is restarted and, once it runs new pods, the old token is declared unused
@@ -166,6 +167,7 @@ def test_overlap_ending_while_old_pods_still_run_is_warned(operator, simulator, 
     t.remember(new)
     t.put_secret(core, namespace, "pa-source", {"token": new})
     wait_for(lambda: published(core, namespace).get("access_token") == new, timeout=30, what="rotation")
-    assert cond(custom, namespace, "pa", "PreviousTokenRetirable")["status"] == "False"
+    wait_for(lambda: cond(custom, namespace, "pa", "PreviousTokenRetirable").get("status") == "False",
+             what="PreviousTokenRetirable=False")
     simulator.advance(6 * DAY + 3600)  # inside the last day of the overlap
     wait_for(lambda: "OverlapEnding" in t.reasons(core, namespace, "pa"), timeout=30, what="OverlapEnding Event")

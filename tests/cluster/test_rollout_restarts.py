@@ -66,11 +66,13 @@ def test_rotation_restarts_deployment_statefulset_daemonset_and_argo_rollout(
     ro = custom.get_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, "rollouts", "ro")
     assert ro["spec"].get("restartAt")
     assert len(restart_events(core, namespace, "pa")) == 4
-    status = t.get(custom, namespace, "pa")["status"]["rollout"]
-    by_kind = {r["kind"]: r for r in status["targets"]}
     wait_for(lambda: all(r["state"] == "Complete" for r in t.get(custom, namespace, "pa")["status"]["rollout"]["targets"]
                          if r["kind"] != "Rollout"), timeout=60, what="per-target Complete in status")
-    assert by_kind["Rollout"]["revision"] == status.get("pendingRevision") or by_kind["Rollout"]["revision"]
+    status = t.get(custom, namespace, "pa")["status"]
+    by_kind = {r["kind"]: r for r in status["rollout"]["targets"]}
+    assert all(r["revision"] == status["restartRevision"] for r in by_kind.values())
+    assert by_kind["Deployment"]["updatedReplicas"] == by_kind["Deployment"]["replicas"] == 1
+    assert status["rollout"]["restarts"] == 4 and not status["rollout"].get("pendingSince")
 
 
 def test_routine_refreshes_do_not_restart_but_every_refresh_does(operator, simulator, core, apps, custom, namespace):
