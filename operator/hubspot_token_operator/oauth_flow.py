@@ -140,22 +140,22 @@ async def reconcile_oauth(rt: Runtime, body: dict, spec: TokenSpec, rec: Recorde
     log.debug("%s/%s: %s (%s)", ns, name, verdict.action, verdict.reason)
 
     if verdict.action == "Blocked":
-        return await _blocked(rt, rec, obs, verdict, held)
+        return _blocked(rec, obs, verdict)
     if verdict.action == "Wait":
         rec.set_fields(nextRefreshAt=to_rfc3339(verdict.until))
-        _ready_from_held(rec, obs, held)
+        _ready_while_valid(rec, obs)
         return verdict.until
     if verdict.action == "Republish":
         return await _republish(rt, rec, obs, verdict, held, inp, body)
     return await _refresh(rt, rec, obs, verdict, inp, gfp, body)
 
 
-def _ready_from_held(rec: Recorder, obs: Observed, held: str | None) -> None:
+def _ready_while_valid(rec: Recorder, obs: Observed) -> None:
     if obs.target_exists and obs.expires_at and obs.expires_at > obs.now:
         rec.condition(cond.READY, True, "TokenPublished", f"access token valid until {to_rfc3339(obs.expires_at)}")
 
 
-async def _blocked(rt: Runtime, rec: Recorder, obs: Observed, v: Verdict, held: str | None) -> datetime | None:
+def _blocked(rec: Recorder, obs: Observed, v: Verdict) -> datetime | None:
     expires = obs.expires_at
     still = f"; the published token stays valid until {to_rfc3339(expires)}" if expires and expires > obs.now else ""
     if v.reason == "InputsMissing":
@@ -165,8 +165,8 @@ async def _blocked(rt: Runtime, rec: Recorder, obs: Observed, v: Verdict, held: 
         rec.condition(cond.READY, False, "Suspended", v.message + still)
     elif v.reason == "ReauthRequired":
         rec.condition(cond.READY, False, "ReauthRequired", v.message + still)
-    elif v.reason in ("HubMismatch", "ScopesMissing", "TargetSecretNotOwned", "TargetSecretMissing"):
-        pass  # condition already recorded by the refusal; nothing to redo until inputs or spec change
+    # Refusals (HubMismatch, ScopesMissing, TargetSecretNotOwned, ...) were recorded when they happened;
+    # nothing to redo until the spec, the grant or the target Secret changes.
     rec.set_fields(nextRefreshAt=None)
     # Look again when the held token expires, so Ready flips to False on time.
     return expires if expires and expires > obs.now else None
