@@ -292,3 +292,22 @@ def test_per_token_base_url_and_v1_generation(operator, simulator, core, custom,
     wait_for(lambda: any("sunsets on 2027-02-16" in e.message
                          for e in t.events(core, namespace, "legacy") if e.reason == "Refreshed"),
              what="deprecation note in the Refreshed Event")
+
+
+def test_suspend_stops_refreshing_and_resume_catches_up(operator, simulator, core, custom, namespace, app):
+    install(simulator, core, namespace, app, "sus")
+    t.create(custom, namespace, t.oauth_token("sus"))
+    wait_for(lambda: ready(custom, namespace, "sus"), timeout=30, what="Ready")
+    t.patch(custom, namespace, "sus", {"spec": {"suspend": True}})
+    wait_for(lambda: t.condition(t.get(custom, namespace, "sus"), "Ready").get("reason") == "Suspended",
+             what="Suspended")
+    calls = simulator.calls(TOKEN_ROUTE)
+    before = t.get(custom, namespace, "sus")["status"]["tokenFingerprint"]
+    simulator.advance(1500)  # past the refresh time of every 30-minute token
+    time.sleep(3)
+    assert t.get(custom, namespace, "sus")["status"]["tokenFingerprint"] == before
+    t.patch(custom, namespace, "sus", {"spec": {"suspend": False}})
+    wait_for(lambda: t.get(custom, namespace, "sus")["status"]["tokenFingerprint"] != before, timeout=30,
+             what="refresh after resume")
+    wait_for(lambda: ready(custom, namespace, "sus"), what="Ready again")
+    assert simulator.calls(TOKEN_ROUTE) > calls
