@@ -191,38 +191,42 @@ async def _refresh(
     if v.reason == "RefreshRequested":
         rec.set_fields(lastRefreshRequest=obs.refresh_request)
 
-    result = _sibling_result(rt, obs, gfp, status)
-    if result is None:
-        wait = rt.limiter.reserve(inp.client_id or "", (body["metadata"]["namespace"], body["metadata"]["name"]))
-        if wait > 0:
-            rec.hold()  # paced: nothing to record yet; come back for the booked slot
-            return now + timedelta(seconds=wait)
-        client = rt.hubspot(spec.hubspot.base_url, spec.oauth.api_version)
-        outcome = await client.refresh(inp.client_id, inp.client_secret, inp.refresh_token)
-        if isinstance(outcome, Failure):
-            return await _refresh_failed(rt, rec, obs, outcome)
-        new_gfp = gfp
-        returned_refresh = outcome.refresh_token.reveal() if outcome.refresh_token else None
-        if returned_refresh and returned_refresh != inp.refresh_token:
-            new_gfp = grant_fingerprint(rt, spec, inp.client_id, returned_refresh)
-        # Whole seconds, as status stores them: the schedule recomputed from status must match this one.
-        result = GrantResult(
-            access_token=outcome.access_token.reveal(),
-            issued_at=rt.clock.now().replace(microsecond=0),
-            expires_at=outcome.expires_at.replace(microsecond=0),
-            hub_id=outcome.hub_id,
-            scopes=tuple(outcome.scopes or ()),
-            user_id=outcome.user_id,
-            grant_fingerprint=new_gfp or "",
-            previous_grant_fingerprint=gfp if new_gfp != gfp else None,
-        )
-        # Refused tokens are not cached: siblings must see the same refusal from their own pins.
-        refusal = _refusal(spec, result)
-        if refusal is None:
-            rt.grants.remember(gfp, result)
-        if new_gfp != gfp:
-            if not await _write_back_refresh_token(rt, rec, obs, inp, returned_refresh):
-                return retry_at(now, int(status.get("failedAttempts") or 0) + 1, obs.expires_at)
+    # One refresh per grant at a time: a sibling arriving while we call HubSpot waits, then reuses
+    # our result from the grant cache instead of spending (or, with rotating refresh tokens, burning)
+    # a second call.
+    async with rt.grant_lock(gfp):
+        result = _sibling_result(rt, obs, gfp, status)
+        if result is None:
+            wait = rt.limiter.reserve(inp.client_id or "", (body["metadata"]["namespace"], body["metadata"]["name"]))
+            if wait > 0:
+                rec.hold()  # paced: nothing to record yet; come back for the booked slot
+                return now + timedelta(seconds=wait)
+            client = rt.hubspot(spec.hubspot.base_url, spec.oauth.api_version)
+            outcome = await client.refresh(inp.client_id, inp.client_secret, inp.refresh_token)
+            if isinstance(outcome, Failure):
+                return await _refresh_failed(rt, rec, obs, outcome)
+            new_gfp = gfp
+            returned_refresh = outcome.refresh_token.reveal() if outcome.refresh_token else None
+            if returned_refresh and returned_refresh != inp.refresh_token:
+                new_gfp = grant_fingerprint(rt, spec, inp.client_id, returned_refresh)
+            # Whole seconds, as status stores them: the schedule recomputed from status must match this one.
+            result = GrantResult(
+                access_token=outcome.access_token.reveal(),
+                issued_at=rt.clock.now().replace(microsecond=0),
+                expires_at=outcome.expires_at.replace(microsecond=0),
+                hub_id=outcome.hub_id,
+                scopes=tuple(outcome.scopes or ()),
+                user_id=outcome.user_id,
+                grant_fingerprint=new_gfp or "",
+                previous_grant_fingerprint=gfp if new_gfp != gfp else None,
+            )
+            # Refused tokens are not cached: siblings must see the same refusal from their own pins.
+            refusal = _refusal(spec, result)
+            if refusal is None:
+                rt.grants.remember(gfp, result)
+            if new_gfp != gfp:
+                if not await _write_back_refresh_token(rt, rec, obs, inp, returned_refresh):
+                    return retry_at(now, int(status.get("failedAttempts") or 0) + 1, obs.expires_at)
     refusal = _refusal(spec, result)
     if refusal is not None:
         reason, ctype, message = refusal

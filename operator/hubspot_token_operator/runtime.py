@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -66,11 +67,17 @@ class Runtime:
     # (namespace, name) -> resourceVersion of the target Secret we just wrote: its watch event is our own
     # echo and needs no reconcile (the reconcile that wrote it already scheduled what comes next).
     own_writes: dict = field(default_factory=dict)
+    _grant_locks: dict = field(default_factory=dict)
     limiter: AppRateLimiter | None = None
 
     def __post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = AppRateLimiter(self.settings.refreshes_per_second_per_app)
+
+    def grant_lock(self, grant_fp: str | None) -> asyncio.Lock:
+        if grant_fp is None:
+            return asyncio.Lock()
+        return self._grant_locks.setdefault(grant_fp, asyncio.Lock())
 
     def hubspot(self, base_url: str | None, api_version: str | None = None) -> HubSpotClient:
         url = (base_url or self.settings.hubspot_base_url).rstrip("/")

@@ -54,7 +54,7 @@ def test_token_published_status_complete_and_columns(operator, simulator, core, 
     assert st["hubId"] == HUB and st["lastRefreshReason"] == "InitialIssue"
     assert t.condition(obj, "ScopesSatisfied")["status"] == "True"
     assert t.condition(obj, "ReauthRequired")["status"] == "False"
-    assert "Refreshed" in t.reasons(core, namespace, "crm")
+    wait_for(lambda: "Refreshed" in t.reasons(core, namespace, "crm"), what="Refreshed Event")
 
     out = subprocess.run(["kubectl", "get", "hst", "-n", namespace], capture_output=True, text=True, check=True,
                          env=dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))).stdout
@@ -163,7 +163,7 @@ def test_rate_limits_and_server_errors_recover_and_never_publish_a_bad_token(
                    what="status of the successful refresh")
     assert t.condition(obj, "Ready")["status"] == "True"
     assert all(p and simulator.bearer_ok(p) for p in published - {good})
-    assert "RefreshFailed" in t.reasons(core, namespace, "flaky")
+    wait_for(lambda: "RefreshFailed" in t.reasons(core, namespace, "flaky"), what="RefreshFailed Event")
 
 
 def test_missing_secret_reported_and_healed(operator, simulator, core, custom, namespace, app):
