@@ -9,6 +9,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from tests.cluster import workloads as w
 from tests.helpers import wait_for
 
 WIDGET_CRD = """
@@ -35,21 +36,6 @@ spec:
             type: object
             properties: {phase: {type: string}}
 """
-
-
-def _deployment(name: str, replicas: int = 2) -> client.V1Deployment:
-    labels = {"app": name}
-    return client.V1Deployment(
-        metadata=client.V1ObjectMeta(name=name, labels=labels),
-        spec=client.V1DeploymentSpec(
-            replicas=replicas,
-            selector=client.V1LabelSelector(match_labels=labels),
-            template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels=labels),
-                spec=client.V1PodSpec(containers=[client.V1Container(name="app", image="example.invalid/app:1")]),
-            ),
-        ),
-    )
 
 
 def _available(apps: client.AppsV1Api, ns: str, name: str) -> bool:
@@ -103,7 +89,7 @@ def test_crd_round_trip_with_status_subresource(api, custom, namespace):
 
 
 def test_deployment_becomes_available_and_rollout_restart_completes(apps, namespace, cluster):
-    apps.create_namespaced_deployment(namespace, _deployment("web"))
+    w.deployment(apps, namespace, "web", replicas=2)
     wait_for(lambda: _available(apps, namespace, "web"), timeout=60, what="deployment Available")
     first = {rs.metadata.name for rs in apps.list_namespaced_replica_set(namespace).items}
     assert len(first) == 1

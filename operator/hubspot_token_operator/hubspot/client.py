@@ -183,9 +183,7 @@ class HubSpotClient:
         raw = reveal(token)
         if self.api_generation is ApiGeneration.V1:
             return await self._introspect_v1(raw, token_type_hint)
-        form = {"client_id": client_id, "client_secret": reveal(client_secret), "token": raw}
-        if token_type_hint:
-            form["token_type_hint"] = token_type_hint
+        form = _token_form(client_id, client_secret, raw, token_type_hint)
         gen = self.api_generation
         reply = await self._call("introspect", "POST", gen.introspect_path, gen.introspect_path, form=form)
         if isinstance(reply, Failure):
@@ -221,9 +219,7 @@ class HubSpotClient:
         raw = reveal(token)
         if self.api_generation is ApiGeneration.V1:
             return await self._revoke_v1(raw, token_type_hint)
-        form = {"client_id": client_id, "client_secret": reveal(client_secret), "token": raw}
-        if token_type_hint:
-            form["token_type_hint"] = token_type_hint
+        form = _token_form(client_id, client_secret, raw, token_type_hint)
         gen = self.api_generation
         reply = await self._call("revoke", "POST", gen.revoke_path, gen.revoke_path, form=form)
         if isinstance(reply, Failure):
@@ -431,3 +427,11 @@ def _says_token_invalid(body: Any) -> bool:
         return False
     context = body.get("context")
     return isinstance(context, dict) and "token" in context
+
+
+def _token_form(client_id: str, client_secret: str | Secret, token: str, hint: TokenHint | None) -> dict[str, str]:
+    """The body of v3/2026-03 introspect and revoke: credentials and the token, never in the URL."""
+    form = {"client_id": client_id, "client_secret": reveal(client_secret), "token": token}
+    if hint:
+        form["token_type_hint"] = hint
+    return form

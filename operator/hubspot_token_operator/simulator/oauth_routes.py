@@ -79,16 +79,26 @@ def _invalid_token() -> web.Response:
     return errors.validation_error("Token is invalid", context={"token": ["Token is invalid"]}, sub_category="OAUTH")
 
 
+async def _client_request(request: web.Request, generation: str):
+    """Form, per-client rate limit and client authentication shared by introspect and revoke: either
+    (state, app, token, hint, rate-limit headers) or the error response to send."""
+    try:
+        form = await read_form(request, generation)
+        limited = token_endpoint_limit(request, form.get("client_id"))
+        if isinstance(limited, web.Response):
+            return limited
+        state, app, token, hint = _client_form(form, request)
+    except OAuthFailure as failure:
+        return errors.oauth_error(failure)
+    return state, app, token, hint, limited
+
+
 def introspect_handler(generation: str):
     async def handle(request: web.Request) -> web.Response:
-        try:
-            form = await read_form(request, generation)
-            limited = token_endpoint_limit(request, form.get("client_id"))
-            if isinstance(limited, web.Response):
-                return limited
-            state, app, token, hint = _client_form(form, request)
-        except OAuthFailure as failure:
-            return errors.oauth_error(failure)
+        parsed = await _client_request(request, generation)
+        if isinstance(parsed, web.Response):
+            return parsed
+        state, app, token, hint, limited = parsed
         with state.lock:
             body = _introspection_body(state, app.client_id, token, hint)
         if body is None:
@@ -129,14 +139,10 @@ def revoke_handler(generation: str):
     """RFC 7009 semantics: 200 with an empty body whether or not the token was known."""
 
     async def handle(request: web.Request) -> web.Response:
-        try:
-            form = await read_form(request, generation)
-            limited = token_endpoint_limit(request, form.get("client_id"))
-            if isinstance(limited, web.Response):
-                return limited
-            state, app, token, _hint = _client_form(form, request)
-        except OAuthFailure as failure:
-            return errors.oauth_error(failure)
+        parsed = await _client_request(request, generation)
+        if isinstance(parsed, web.Response):
+            return parsed
+        state, app, token, _hint, limited = parsed
         with state.lock:
             refresh = state.refresh_tokens.get(token)
             access = state.access_tokens.get(token)
