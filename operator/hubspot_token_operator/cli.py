@@ -89,13 +89,11 @@ def run(settings: Settings) -> int:
     install(OperatorContext(settings))
     from . import handlers  # noqa: F401 - registers the Kopf handlers
 
-    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
     asyncio.run(
         kopf.operator(
             standalone=True,
             clusterwide=settings.all_namespaces,
             namespaces=settings.namespaces,
-            liveness_endpoint=liveness,
         )
     )
     return 0

@@ -1,6 +1,7 @@
-"""One reconcile of one HubSpotToken: parse, run the flow for its type, roll out, record.
+"""One reconcile of one HubSpotToken: parse, run the flow for its type, roll out, decide Ready, record.
 
-Called by the work queue; returns when to look at the object again (None: only on the next change).
+Called by the work queue; returns when to look at the object again. A reconcile that raises still records
+why (Ready=False ReconcileError, Degraded) and backs off like any other failure.
 """
 
 from __future__ import annotations
@@ -9,12 +10,19 @@ import logging
 import time
 from datetime import datetime, timedelta
 
+from kubernetes.client import ApiException
+
 from . import conditions as cond
 from . import metrics
-from .model import SpecError, parse_spec
+from .model import SpecError, TokenSpec, parse_spec
 from .oauth_flow import reconcile_oauth
+from .private_app_flow import reconcile_private_app
+from .readiness import ReadinessInput, ready
 from .recording import Recorder
+from .rollout_flow import reconcile_rollout
 from .runtime import Runtime
+from .status_model import parse_status
+from .workqueue import describe_error
 
 log = logging.getLogger(__name__)
 
@@ -26,44 +34,79 @@ async def reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     started = time.monotonic()
-    now = rt.clock.now()
-    rec = Recorder(body=body, now=now)
+    rec = Recorder(body=body, now=rt.clock.now())
+    spec: TokenSpec | None = None
     try:
         spec = parse_spec(body.get("spec") or {})
     except SpecError as e:
-        rec.condition(cond.READY, False, "InvalidSpec", str(e))
+        rec.facts.invalid_spec = str(e)
         rec.event_once("Warning", "InvalidSpec", str(e))
-        await _flush(rt, rec, key)
-        return None
+        nxt = None
+    else:
+        try:
+            nxt = await _run_flows(rt, body, spec, rec)
+        except ApiException as e:
+            nxt = _errored(rec, e, f"Kubernetes API HTTP {e.status}")
+        except Exception as e:  # noqa: BLE001 - one bad object must not stop the queue, and must say why
+            log.error("reconcile of %s/%s failed (%s)", *key, describe_error(e))
+            nxt = _errored(rec, e, describe_error(e))
+    _decide_ready(rt, rec, spec)
+    if rec.st.fingerprint_key_id in (None, rt.fingerprints.key_id):
+        rec.set_fields(fingerprintKeyId=rt.fingerprints.key_id)
+    await _flush(rt, rec)
+    metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+    now = rt.clock.now()
+    return _earliest(nxt, _expiry_wake(rec, now), now + MAX_SLEEP)
 
+
+async def _run_flows(rt: Runtime, body: dict, spec: TokenSpec, rec: Recorder) -> datetime | None:
     if spec.type == "OAuth":
         nxt = await reconcile_oauth(rt, body, spec, rec)
     else:
-        from .private_app_flow import reconcile_private_app
-
         nxt = await reconcile_private_app(rt, body, spec, rec)
-
-    if spec.rollout.enabled and not spec.suspend:
-        from .rollout_flow import reconcile_rollout
-
-        rollout_next = await reconcile_rollout(rt, body, spec, rec)
-        nxt = _earliest(nxt, rollout_next)
-
-    await _flush(rt, rec, key)
-    metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-    cap = rt.clock.now() + MAX_SLEEP
-    return _earliest(nxt, cap)
+    if spec.rollout.enabled and not spec.suspend and not rec.held:
+        nxt = _earliest(nxt, await reconcile_rollout(rt, body, spec, rec))
+    return nxt
 
 
-async def _flush(rt: Runtime, rec: Recorder, key: tuple[str, str]) -> None:
+def _errored(rec: Recorder, e: BaseException, what: str) -> datetime:
+    rec.held = False  # whatever was learned before the error is kept
+    rec.facts.error = what
+    return rec.failed("Error", "ReconcileError", f"the reconcile failed ({what})", event_reason="ReconcileError")
+
+
+def _decide_ready(rt: Runtime, rec: Recorder, spec: TokenSpec | None) -> None:
+    if rec.held:
+        return
+    pa = rec.value("privateApp") or {}
+    refusal = rec.value("refusal")
+    gen = rec.generation
+    status_ok, reason, message = ready(ReadinessInput(
+        token_type=spec.type if spec else "",
+        now=rec.now,
+        suspended=bool(spec and spec.suspend),
+        facts=rec.facts,
+        refusal=(refusal["reason"], refusal.get("message", "")) if refusal and refusal.get("generation") == gen else None,
+        published=bool(rec.value("tokenFingerprint")),
+        expires_at=parse_status({"expiresAt": rec.value("expiresAt")}).expires_at,
+        verified=pa.get("verified"),
+        verify_problem=(pa.get("verifyReason") or "Unverified", pa.get("verifyMessage") or "") if pa.get("verified") is False else None,
+    ))
+    rec.condition(cond.READY, status_ok, reason, message)
+
+
+def _expiry_wake(rec: Recorder, now: datetime) -> datetime | None:
+    """Look again the moment the published token expires, so Ready turns False on time."""
+    expires = parse_status({"expiresAt": rec.value("expiresAt")}).expires_at
+    return expires if expires and expires > now else None
+
+
+async def _flush(rt: Runtime, rec: Recorder) -> None:
     updated = await rec.flush(rt.kube)
     if updated:
         rt.remember(updated)
 
 
-def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return min(a, b)
+def _earliest(*times: datetime | None) -> datetime | None:
+    present = [t for t in times if t is not None]
+    return min(present) if present else None

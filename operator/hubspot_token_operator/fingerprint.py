@@ -19,6 +19,9 @@ class Fingerprinter:
         if len(key) < 16:
             raise ValueError("fingerprint key must be at least 16 bytes")
         self._key = key
+        # Names the key without revealing it: status records it, so fingerprints made with a lost or
+        # replaced key are recognised as such (and recomputed) instead of read as "everything changed".
+        self.key_id = hmac.new(key, b"key-id", hashlib.sha256).hexdigest()[:12]
 
     def __repr__(self) -> str:
         return "Fingerprinter(<key hidden>)"

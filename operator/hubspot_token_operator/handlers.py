@@ -15,6 +15,7 @@ import kopf
 
 from . import GROUP, PLURAL, VERSION
 from .operator_main import OperatorContext, current
+from .rollout import TargetRef, targets_workload
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,8 @@ def _wake_targeting(namespace: str, kind: str, name: str, labels: dict, tokens_b
 
 
 def _targets(spec: dict, kind: str, name: str, labels: dict) -> bool:
-    rollout = spec.get("rollout") or {}
-    if any(t.get("kind") == kind and t.get("name") == name for t in rollout.get("targets") or []):
-        return True
-    sel = rollout.get("selector") or {}
-    match = sel.get("matchLabels") or {}
-    return bool(match) and all(labels.get(k) == v for k, v in match.items())
+    """The same decision the restart uses (one function decides "does token T target workload W")."""
+    return targets_workload(spec, TargetRef(kind, name), labels)
 
 
 @kopf.on.event("apps", "v1", "deployments")
@@ -98,6 +95,7 @@ async def startup(settings: kopf.OperatorSettings, **_):
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
+    settings.watching.inactivity_timeout = 70  # a black-holed watch (no bookmarks) is reopened, not trusted
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="hubspot-operator.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="hubspot-operator.dev")
     settings.networking.request_timeout = 60
@@ -107,12 +105,6 @@ async def startup(settings: kopf.OperatorSettings, **_):
 @kopf.on.cleanup()
 async def cleanup(**_):
     await current().stop()
-
-
-@kopf.on.probe(id="queue")
-def queue_depth(**_):
-    return len(current().queue)
-
 
 
 @kopf.on.event("argoproj.io", "v1alpha1", "rollouts")

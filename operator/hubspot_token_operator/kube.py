@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 
 _executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kube")
 
+# Every call has a deadline: (connect, read) seconds for urllib3, and an overall bound on the await, so a
+# black-holed API server fails the call (and the reconcile backs off) instead of holding a worker forever.
+REQUEST_TIMEOUT = (5.0, 20.0)
+CALL_DEADLINE = 30.0
+
 
 @dataclass
 class SecretView:
@@ -98,7 +103,12 @@ class Kube:
 
     async def _run(self, fn, *args, **kwargs) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_executor, partial(fn, *args, **kwargs))
+        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
+        fut = loop.run_in_executor(_executor, partial(fn, *args, **kwargs))
+        try:
+            return await asyncio.wait_for(fut, CALL_DEADLINE)
+        except asyncio.TimeoutError:
+            raise ApiException(status=504, reason="Kubernetes API call exceeded its deadline") from None
 
     # ---- Secrets -----------------------------------------------------------------------------------
 
@@ -120,6 +130,18 @@ class Kube:
         body = dict(body, data=_encode(body["data"]))
         KUBE_WRITES.labels(kind="secret").inc()
         return _decode(await self._run(self.core.replace_namespaced_secret, name, namespace, body))
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        KUBE_WRITES.labels(kind="secret").inc()
+        try:
+            await self._run(self.core.delete_namespaced_secret, name, namespace)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    async def list_secrets(self, namespace: str, label_selector: str) -> list[SecretView]:
+        res = await self._run(self.core.list_namespaced_secret, namespace, label_selector=label_selector)
+        return [_decode(s) for s in res.items]
 
     # ---- HubSpotToken --------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .durations import parse_duration
+from .durations import MAX_DURATION, parse_duration
 
 
 class _Model(BaseModel):
@@ -20,6 +20,13 @@ class _Model(BaseModel):
 
 def _duration(v: object) -> object:
     return parse_duration(v) if isinstance(v, str) else v
+
+
+def _bounded(v: timedelta | None) -> timedelta | None:
+    # Strings are bounded by parse_duration already; this catches numbers (seconds) and timedeltas.
+    if v is not None and abs(v) > MAX_DURATION:
+        raise ValueError("too long a duration: at most 36500d (100 years)")
+    return v
 
 
 class ClientSecretRef(_Model):
@@ -54,6 +61,7 @@ class RefreshSpec(_Model):
     jitter_percent: int = Field(5, alias="jitterPercent")
 
     _d = field_validator("before", "min_remaining_validity", mode="before")(_duration)
+    _b = field_validator("before", "min_remaining_validity")(_bounded)
 
 
 class PrivateAppSpec(_Model):
@@ -63,6 +71,7 @@ class PrivateAppSpec(_Model):
     verify_interval: timedelta = Field(timedelta(hours=1), alias="verifyInterval")
 
     _d = field_validator("overlap", "max_age", "verify_interval", mode="before")(_duration)
+    _b = field_validator("overlap", "max_age", "verify_interval")(_bounded)
 
 
 class TargetKeys(_Model):
@@ -115,6 +124,7 @@ class RolloutSpec(_Model):
     selector: LabelSelector | None = None
 
     _d = field_validator("delay", "min_interval", mode="before")(_duration)
+    _b = field_validator("delay", "min_interval")(_bounded)
 
     @property
     def enabled(self) -> bool:

@@ -11,17 +11,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Literal, Sequence
 
-from .durations import format_duration, from_rfc3339
+from .durations import format_duration
 from .model import TokenSpec
+from .status_model import TokenStatus
 from .schedule import refresh_at, usable
 
 
 @dataclass(frozen=True)
 class Observed:
-    """Everything a decision needs, gathered once (no I/O below this line)."""
+    """Everything an OAuth decision needs, gathered once (no I/O below this line)."""
 
     spec: TokenSpec
-    status: dict
+    status: TokenStatus
     now: datetime
     uid: str
     generation: int | None
@@ -31,14 +32,21 @@ class Observed:
     target_exists: bool
     target_mac: str | None  # MAC over the target's data as read now (our keys only)
     held_token: bool  # a token for this grant is at hand (published Secret or shared grant cache)
-    expires_at: datetime | None
-    issued_at: datetime | None
+    custody_pending: bool = False  # a rotated refresh token for this grant still has to be written back
+    grant_moved_by_us: bool = False  # the refresh-token Secret carries our own rotation note old -> current
+    key_changed: bool = False  # status fingerprints were made with another HMAC key
+    status_behind_target: bool = False  # the target holds a newer token of ours than status records
 
-    def st(self, key: str, default=None):
-        return self.status.get(key, default)
+    @property
+    def expires_at(self) -> datetime | None:
+        return self.status.expires_at
+
+    @property
+    def issued_at(self) -> datetime | None:
+        return self.status.last_refresh_time
 
 
-Action = Literal["Refresh", "Republish", "Wait", "Blocked"]
+Action = Literal["Refresh", "Republish", "Wait", "Blocked", "WriteBack", "Rebase", "Recover"]
 
 
 @dataclass(frozen=True)
@@ -76,22 +84,45 @@ def suspended(o: Observed) -> Verdict | None:
     return None
 
 
+def custody_pending(o: Observed) -> Verdict | None:
+    """A rotated refresh token not yet in its Secret comes before everything: it is the only copy."""
+    if o.custody_pending:
+        return Verdict("WriteBack", "RefreshTokenWriteBackPending", "writing back the refresh token HubSpot returned")
+    return None
+
+
+def key_changed(o: Observed) -> Verdict | None:
+    """The fingerprint key was lost or replaced: fingerprints in status mean nothing now. Re-fingerprint what
+    is in the Secrets instead of taking every token for changed (no refresh, no restart)."""
+    if o.key_changed:
+        return Verdict("Rebase", "FingerprintKeyChanged", "status fingerprints were recomputed with the current key")
+    return None
+
+
+def status_behind_target(o: Observed) -> Verdict | None:
+    """A crash between publishing and the status write: the target Secret's own record (fingerprint,
+    expiry, revisions) is the truth; take it into status instead of refreshing again or restarting."""
+    if o.status_behind_target:
+        return Verdict("Recover", "StatusRecovered", "status recovered from the target Secret's record")
+    return None
+
+
 def refresh_requested(o: Observed) -> Verdict | None:
-    if o.refresh_request and o.refresh_request != o.st("lastRefreshRequest"):
+    if o.refresh_request and o.refresh_request != o.status.last_refresh_request:
         return Verdict("Refresh", "RefreshRequested", "refresh requested by annotation")
     return None
 
 
 def grant_changed(o: Observed) -> Verdict | None:
-    known = o.st("grantFingerprint")
-    if known and o.grant_fingerprint and known != o.grant_fingerprint:
+    known = o.status.grant_fingerprint
+    if known and o.grant_fingerprint and known != o.grant_fingerprint and not o.grant_moved_by_us:
         return Verdict("Refresh", "GrantChanged", "the client credentials or refresh token changed")
     return None
 
 
 def reauth_required(o: Observed) -> Verdict | None:
     """invalid_grant is not transient: do not retry until the refresh token or client changes."""
-    if _condition(o.status, "ReauthRequired") == "True":
+    if o.status.reauth_required_for and o.status.reauth_required_for == o.grant_fingerprint:
         return Verdict(
             "Blocked",
             "ReauthRequired",
@@ -100,38 +131,39 @@ def reauth_required(o: Observed) -> Verdict | None:
     return None
 
 
-REFUSALS = ("HubMismatch", "ScopesMissing", "TargetSecretNotOwned", "TargetSecretMissing")
+TARGET_REFUSALS = ("TargetSecretNotOwned", "TargetSecretMissing")
 
 
 def refused(o: Observed) -> Verdict | None:
-    """A token refused for this spec stays refused until the spec or the grant changes (no retry loop)."""
-    ready = next((c for c in o.st("conditions") or [] if c.get("type") == "Ready"), None)
-    if ready and ready.get("status") == "False" and ready.get("reason") in REFUSALS:
-        reason = ready["reason"]
-        if ready.get("observedGeneration") != o.generation:
+    """A refusal stays until the spec, the grant or (for target refusals) the target Secret changes."""
+    r = o.status.refusal
+    if r is None or r.generation != o.generation:
+        return None
+    if r.reason in TARGET_REFUSALS:
+        if (r.reason == "TargetSecretNotOwned") != o.target_exists:
             return None
-        if reason == "TargetSecretNotOwned" and not o.target_exists:
-            return None
-        if reason == "TargetSecretMissing" and o.target_exists:
-            return None
-        return Verdict("Blocked", reason, ready.get("message", ""))
-    return None
+    elif r.grant_fingerprint and r.grant_fingerprint != o.grant_fingerprint:
+        return None
+    return Verdict("Blocked", r.reason, r.message)
 
 
 def never_issued(o: Observed) -> Verdict | None:
-    if not o.st("expiresAt"):
+    if not o.status.expires_at:
         return Verdict("Refresh", "InitialIssue", "no access token issued yet")
     return None
 
 
 def backing_off(o: Observed) -> Verdict | None:
-    """After a retryable failure the retry time (backoff, HubSpot's Retry-After) is in nextRefreshAt."""
-    attempts = int(o.st("failedAttempts") or 0)
-    when = from_rfc3339(o.st("nextRefreshAt"))
-    if attempts and when:
+    """After a failure the retry time (backoff, HubSpot's Retry-After) is in retryAt. A failed refresh is
+    retried by refreshing; a failed write is retried by whichever check below wants the write."""
+    st = o.status
+    when = st.retry_at or (st.next_refresh_at if st.last_failure_kind is None else None)
+    if st.failed_attempts and when:
         if o.now < when:
-            return Verdict("Wait", "BackingOff", f"retry {attempts + 1} in {format_duration(when - o.now)}", until=when)
-        return Verdict("Refresh", "Retry", f"retrying after {attempts} failed attempt(s)")
+            return Verdict("Wait", "BackingOff", f"retry {st.failed_attempts + 1} in {format_duration(when - o.now)}",
+                           until=when)
+        if st.last_failure_kind in (None, "Refresh"):
+            return Verdict("Refresh", "Retry", f"retrying after {st.failed_attempts} failed attempt(s)")
     return None
 
 
@@ -140,7 +172,7 @@ def target_needs_restore(o: Observed) -> Verdict | None:
         if o.held_token and usable(o.expires_at, o.now, o.spec.refresh):
             return Verdict("Republish", "SecretRestored", f"target Secret {o.spec.target.name} was missing; restored")
         return Verdict("Refresh", "SecretMissing", f"target Secret {o.spec.target.name} is missing and no token is held")
-    if o.st("secretMAC") and o.target_mac != o.st("secretMAC"):
+    if o.status.secret_mac and o.target_mac != o.status.secret_mac:
         if o.held_token and usable(o.expires_at, o.now, o.spec.refresh):
             return Verdict("Republish", "SecretRestored", f"target Secret {o.spec.target.name} was edited; restored")
         return Verdict("Refresh", "SecretDrift", f"target Secret {o.spec.target.name} was edited and no token is held")
@@ -159,6 +191,9 @@ def due(o: Observed) -> Verdict | None:
 OAUTH_TRIGGER: tuple[Check, ...] = (
     inputs_missing,
     suspended,
+    custody_pending,
+    key_changed,
+    status_behind_target,
     refresh_requested,
     grant_changed,
     reauth_required,
@@ -174,10 +209,3 @@ def decide_oauth(o: Observed) -> Verdict:
     verdict = evaluate(OAUTH_TRIGGER, o)
     assert verdict is not None  # `due` always answers
     return verdict
-
-
-def _condition(status: dict, ctype: str) -> str | None:
-    for c in status.get("conditions") or []:
-        if c.get("type") == ctype:
-            return c.get("status")
-    return None

@@ -19,6 +19,7 @@ from .model import TargetSpec
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "hubspot-token-operator"
 TOKEN_LABEL = "hubspot-operator.dev/token"
+PUBLISHED = "hubspot-operator.dev/published"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,17 @@ def owned_by(existing: SecretView, owner: Owner) -> bool:
     )
 
 
+def other_token(existing: SecretView, owner: Owner) -> str | None:
+    """The name of another HubSpotToken that owns (created or adopted) this Secret, if any."""
+    for o in existing.owner_refs:
+        if o.get("kind") == KIND and o.get("uid") != owner.uid:
+            return o.get("name")
+    name = existing.labels.get(TOKEN_LABEL)
+    if existing.labels.get(MANAGED_BY) == MANAGER and name and name != owner.name:
+        return name
+    return None
+
+
 def plan_target(
     target: TargetSpec,
     owner: Owner,
@@ -58,10 +70,15 @@ def plan_target(
     existing: SecretView | None,
     remove_keys: tuple[str, ...] = (),
     published_before: bool = False,
+    record: str | None = None,
 ) -> SecretPlan:
-    """Decides create/replace/none/refuse for writing `values` (our keys) into the target Secret."""
+    """Decides create/replace/none/refuse for writing `values` (our keys) into the target Secret.
+    `record` (fingerprints and times only) goes into the PUBLISHED annotation: the Secret describes what
+    it holds, so a status write lost to a crash is recovered from it (oauth_inputs.published_record)."""
     labels = {**target.labels, MANAGED_BY: MANAGER, TOKEN_LABEL: owner.name}
     annotations = dict(target.annotations)
+    if record is not None:
+        annotations[PUBLISHED] = record
     owner_refs = []
     if target.deletion_policy == "Delete" and target.creation_policy != "Merge":
         owner_refs = [
@@ -102,10 +119,23 @@ def plan_target(
             ),
         )
 
+    other = other_token(existing, owner)
+    if other is not None and target.creation_policy != "Merge":
+        return SecretPlan(
+            "refuse",
+            reason="TargetSecretOwnedByAnotherToken",
+            message=(
+                f"Secret {target.name} is the target of HubSpotToken {other}; two tokens cannot own one Secret "
+                "(use creationPolicy Merge with distinct keys, or another target name)"
+            ),
+        )
+
     if target.creation_policy == "Merge":
         data = {k: v for k, v in existing.data.items() if k not in remove_keys}
         data.update(values)
-        new_labels = {**existing.labels, **target.labels, MANAGED_BY: MANAGER, TOKEN_LABEL: owner.name}
+        # Several tokens may merge their keys into one Secret: the first one's name stays on the label.
+        new_labels = {**existing.labels, **target.labels, MANAGED_BY: MANAGER,
+                      TOKEN_LABEL: existing.labels.get(TOKEN_LABEL) or owner.name}
     else:
         data = dict(values)
         new_labels = {**existing.labels, **labels}

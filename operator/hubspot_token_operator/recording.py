@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from kubernetes.client import ApiException
 
 from . import conditions as cond
+from .durations import format_duration, to_rfc3339
 from . import metrics
 from .kube import Kube
+from .readiness import Facts
+from .schedule import retry_at
+from .status_model import FailureKind, TokenStatus, parse_status
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,7 @@ class Recorder:
     fields: dict = field(default_factory=dict)
     conditions: list[dict] | None = None
     events: list[tuple[str, str, str]] = field(default_factory=list)
+    facts: Facts = field(default_factory=Facts)
 
     held: bool = False  # set when the reconcile was only paced: nothing learned, nothing to write
 
@@ -35,7 +40,45 @@ class Recorder:
 
     def __post_init__(self) -> None:
         self.status = self.body.get("status") or {}
+        self.st: TokenStatus = parse_status(self.status)
         self.conditions = [dict(c) for c in self.status.get("conditions") or []]
+
+    def value(self, key: str, default=None):
+        """A status field as it will stand after this reconcile (set in this pass, else as read)."""
+        if key in self.fields:
+            return self.fields[key]
+        return self.status.get(key, default)
+
+    def failed(
+        self,
+        kind: FailureKind,
+        reason: str,
+        message: str,
+        expires_at: datetime | None = None,
+        retry_after: timedelta | None = None,
+        event_reason: str | None = None,
+    ) -> datetime:
+        """Records a failure and returns when to try again. Attempts grow on every failure path (one
+        counter), so the backoff grows too; a Warning Event goes out on the first attempt and every 16th, so a
+        failure that persists is visible without writing an Event on every try (the first, then every 16th)."""
+        attempts = (self.st.failed_attempts or 0) + 1
+        when = retry_at(self.now, attempts, expires_at, retry_after)
+        self.set_fields(
+            failedAttempts=attempts,
+            lastFailureReason=reason,
+            lastFailureTime=to_rfc3339(self.now),
+            lastFailureKind=kind,
+            retryAt=to_rfc3339(when),
+        )
+        self.condition(cond.DEGRADED, True, reason, f"attempt {attempts} failed: {message}")
+        if attempts % 16 == 1:
+            self.event("Warning", event_reason or reason,
+                       f"attempt {attempts}: {message}; retry in {format_duration(when - self.now)}")
+        return when
+
+    def succeeded(self, reason: str, message: str) -> None:
+        self.set_fields(failedAttempts=0, lastFailureReason=None, lastFailureKind=None, retryAt=None)
+        self.condition(cond.DEGRADED, False, reason, message)
 
     @property
     def generation(self) -> int | None:

@@ -12,6 +12,7 @@ from kubernetes.client import ApiException
 
 from . import metrics
 from .clock import Clock
+from .custody import Custody
 from .fingerprint import Fingerprinter
 from .grants import GrantCache
 from .hubspot import HubSpotClient
@@ -69,10 +70,42 @@ class Runtime:
     own_writes: dict = field(default_factory=dict)
     _grant_locks: dict = field(default_factory=dict)
     limiter: AppRateLimiter | None = None
+    custody: Custody | None = None
+    # fingerprint -> value of tokens we published, so a deleted target can be restored even when no other
+    # copy is at hand (e.g. the source Secret of a private app now holds a rejected candidate).
+    held: dict = field(default_factory=dict, repr=False)
+    _critical: set = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = AppRateLimiter(self.settings.refreshes_per_second_per_app)
+        if self.custody is None:
+            self.custody = Custody(self.kube, self.fingerprints, self.settings.operator_namespace,
+                                   self.settings.custody_secret)
+
+    def remember_published(self, value: bytes | str | None) -> None:
+        if value:
+            text = value.decode() if isinstance(value, bytes) else value
+            if len(self.held) > 50000:
+                self.held.pop(next(iter(self.held)))
+            self.held[self.fingerprints.of(text)] = text
+
+    async def critical(self, coro):
+        """Runs `coro` shielded from cancellation: a shutdown (SIGTERM) cancels the reconcile around it,
+        never the work inside (a HubSpot refresh and the custody of the refresh token it returned).
+        `drain_critical` lets the operator wait for such work before it exits."""
+        task = asyncio.ensure_future(coro)
+        self._critical.add(task)
+        task.add_done_callback(self._critical.discard)
+        return await asyncio.shield(task)
+
+    async def drain_critical(self, timeout: float) -> int:
+        """Waits (bounded) for critical sections in flight; returns how many were still running at the end."""
+        pending = [t for t in self._critical if not t.done()]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=timeout)
+            return len(still)
+        return 0
 
     def grant_lock(self, grant_fp: str | None) -> asyncio.Lock:
         if grant_fp is None:

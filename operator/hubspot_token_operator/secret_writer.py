@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from kubernetes.client import ApiException
 
-from . import conditions as cond
 from .kube import SecretView
 from .model import TokenSpec
 from .publish import Owner, plan_target
 from .recording import Recorder
 from .runtime import Runtime
+
+REFUSAL_RECHECK = timedelta(hours=1)  # a refusal also heals on the Secret's own watch event
 
 
 async def publish_target(
@@ -19,14 +22,24 @@ async def publish_target(
     body: dict,
     values: dict[str, bytes],
     existing: SecretView | None,
+    expires_at: datetime | None = None,
     remove: tuple[str, ...] = (),
-) -> bool:
-    """True when the Secret holds `values` afterwards; on refusal or error, Ready says why and nothing changed."""
+    record: str | None = None,
+) -> datetime | None:
+    """Writes `values` (our keys) into the target Secret. None when the Secret holds them afterwards;
+    otherwise when to try again (None-free): a refusal waits for a change (the far future of the hourly
+    look), a failed write backs off like a failed refresh. Either way the facts say why for Ready."""
     md = body["metadata"]
-    published_before = bool((body.get("status") or {}).get("secretMAC"))
     plan = plan_target(
-        spec.target, Owner(md["name"], md["uid"]), values, existing, remove_keys=remove, published_before=published_before
+        spec.target, Owner(md["name"], md["uid"]), values, existing, remove_keys=remove,
+        published_before=bool(rec.st.secret_mac), record=record,
     )
+    if plan.action == "refuse":
+        rec.facts.write_problem = (plan.reason, plan.message)
+        rec.facts.target_present = False
+        rec.set_fields(refusal={"reason": plan.reason, "message": plan.message, "generation": rec.generation})
+        rec.event_once("Warning", plan.reason, plan.message)
+        return rec.now + REFUSAL_RECHECK
     try:
         written = None
         if plan.action == "create":
@@ -35,14 +48,16 @@ async def publish_target(
             written = await rt.kube.replace_secret(md["namespace"], spec.target.name, plan.body)
         if written is not None:
             rt.own_writes[(written.namespace, written.name)] = written.resource_version
-        elif plan.action == "refuse":
-            rec.condition(cond.READY, False, plan.reason, plan.message)
-            rec.event_once("Warning", plan.reason, plan.message)
-            return False
     except ApiException as e:
-        msg = f"writing Secret {spec.target.name} failed: HTTP {e.status} {e.reason}"
-        rec.condition(cond.READY, False, "SecretWriteFailed", msg)
-        rec.event("Warning", "SecretWriteFailed", msg)
-        return False
+        msg = f"writing Secret {spec.target.name} failed: HTTP {e.status}"
+        rec.facts.write_problem = ("SecretWriteFailed", msg)
+        rec.facts.target_present = False
+        return rec.failed("Write", "SecretWriteFailed", msg, expires_at)
+    rt.remember_published(values.get(spec.target.keys.token))
+    rec.facts.target_present = True
+    rec.facts.write_problem = None
+    if (rec.value("refusal") or {}).get("reason") in ("TargetSecretNotOwned", "TargetSecretMissing",
+                                                      "TargetSecretOwnedByAnotherToken"):
+        rec.set_fields(refusal=None)
     rec.set_fields(secretMAC=rt.fingerprints.of_data(values))
-    return True
+    return None

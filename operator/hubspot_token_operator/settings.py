@@ -20,6 +20,9 @@ class Settings:
         default_factory=lambda: _env("OPERATOR_NAMESPACE", os.environ.get("POD_NAMESPACE", "default"))
     )
     fingerprint_secret: str = field(default_factory=lambda: _env("FINGERPRINT_SECRET", "hubspot-token-operator-hmac"))
+    custody_secret: str = field(default_factory=lambda: _env("CUSTODY_SECRET", "hubspot-token-operator-custody"))
+    # How long a shutdown waits for reconciles in flight (the chart's terminationGracePeriodSeconds is larger).
+    shutdown_grace_seconds: float = field(default_factory=lambda: float(_env("SHUTDOWN_GRACE_SECONDS", "20")))
     workers: int = field(default_factory=lambda: int(_env("WORKERS", "8")))
     refreshes_per_second_per_app: float = field(default_factory=lambda: float(_env("APP_REFRESH_RATE", "8")))
     time_source: str = field(default_factory=lambda: _env("TIME_SOURCE", "system"))  # or "simulator"

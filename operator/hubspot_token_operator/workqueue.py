@@ -3,6 +3,9 @@
 Each key is processed by at most one worker at a time. Scheduling a key that is already waiting keeps
 the earlier due time; scheduling a key while it is being processed re-runs it afterwards. Due times are
 on the operator's `Clock`, so a jump of simulated time is noticed at once.
+
+Stopping drains: no new work is taken, reconciles in flight get a bounded grace to finish, and only then
+are they cancelled (and a cancel never cuts a critical section: see `Runtime.critical`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import time
 import traceback
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable, Hashable
@@ -43,11 +47,12 @@ class WorkQueue:
         self._due: dict[Key, datetime] = {}
         self._heap: list[tuple[datetime, int, Key]] = []
         self._seq = itertools.count()
-        self._active: set[Key] = set()
+        self._active: dict[Key, float] = {}  # key -> monotonic start of its reconcile
         self._again: dict[Key, datetime] = {}
         self._ready: asyncio.Queue[Key] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._stopping = False
         clock.on_jump(self.wake)
 
     def wake(self) -> None:
@@ -80,21 +85,41 @@ class WorkQueue:
         self._tasks = [asyncio.create_task(self._dispatch(), name="workqueue-dispatch")]
         self._tasks += [asyncio.create_task(self._work(i), name=f"workqueue-{i}") for i in range(self.workers)]
 
-    async def stop(self) -> None:
+    def oldest_overdue(self) -> float:
+        """Seconds the most overdue waiting key is past its due time (0 when none is)."""
+        now = self.clock.now()
+        overdue = [(now - at).total_seconds() for at in self._due.values() if at < now]
+        return max(overdue, default=0.0)
+
+    def longest_running(self) -> float:
+        """Seconds the longest reconcile in flight has been running (0 when none is)."""
+        now = time.monotonic()
+        return max((now - started for started in self._active.values()), default=0.0)
+
+    async def stop(self, grace: float = 0.0) -> int:
+        """Stops taking work, waits up to `grace` seconds for reconciles in flight, then cancels the rest.
+        Returns how many reconciles were still running when the grace ran out."""
+        self._stopping = True
+        self._wake.set()
+        deadline = time.monotonic() + grace
+        while self._active and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        unfinished = len(self._active)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        return unfinished
 
     async def _dispatch(self) -> None:
-        while True:
+        while not self._stopping:
             now = self.clock.now()
             while self._heap and self._heap[0][0] <= now:
                 at, _, key = heapq.heappop(self._heap)
                 if self._due.get(key) != at:
                     continue  # superseded by an earlier schedule, or forgotten
                 del self._due[key]
-                self._active.add(key)
+                self._active[key] = time.monotonic()
                 self._ready.put_nowait(key)
             timeout = 1.0
             if self._heap:
@@ -108,6 +133,9 @@ class WorkQueue:
     async def _work(self, _: int) -> None:
         while True:
             key = await self._ready.get()
+            if self._stopping:  # taken off the heap before the stop: leave it for the next process
+                self._active.pop(key, None)
+                continue
             nxt: datetime | None = None
             try:
                 nxt = await self.handler(key)
@@ -117,7 +145,7 @@ class WorkQueue:
                 log.error("reconcile of %s failed (%s); retrying in 30s", key, describe_error(e))
                 nxt = self.clock.now() + timedelta(seconds=30)
             finally:
-                self._active.discard(key)
+                self._active.pop(key, None)
             again = self._again.pop(key, None)
             for at in (again, nxt):
                 if at is not None:

@@ -106,6 +106,7 @@ class Operator:
         self.log_path = log_path
         self.operator_namespace = operator_namespace
         self.proc: subprocess.Popen | None = None
+        self._log_start = 0  # offset in log_path where the current process's output begins
         self.extra_env: dict[str, str] = {}
         self.metrics_port = _free_port()
         self.health_port = _free_port()
@@ -113,6 +114,8 @@ class Operator:
     def start(self, *extra_args: str) -> "Operator":
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), **self.extra_env)
         self._log = open(self.log_path, "ab")
+        # The log file is appended to across restarts: only this process's "operator started" counts.
+        self._log_start = self.log_path.stat().st_size
         self.proc = subprocess.Popen(
             [
                 str(BIN / "hubspot-token-operator"), "run", *self.scope,
@@ -131,7 +134,7 @@ class Operator:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"operator exited with {self.proc.returncode}; see {self.log_path}")
-            if "operator started" in self.log_path.read_text(errors="replace"):
+            if "operator started" in self.logs_since_start():
                 return self
             time.sleep(0.1)
         raise RuntimeError(f"operator did not start in 30s; see {self.log_path}")
@@ -152,6 +155,12 @@ class Operator:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def logs_since_start(self) -> str:
+        """What the current (latest started) operator process has logged."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_start)
+            return f.read().decode(errors="replace")
 
     def metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text

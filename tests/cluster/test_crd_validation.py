@@ -15,8 +15,9 @@ GOOD_PA = t.private_app_token("ok-pa")
 
 
 def mutate(base: dict, path: str, value) -> dict:
+    """Sets (or deletes) `path` under spec, or under metadata when it starts with `metadata.`."""
     body = copy.deepcopy(base)
-    node = body["spec"]
+    node = body if path.startswith("metadata.") else body["spec"]
     keys = path.split(".")
     for k in keys[:-1]:
         node = node.setdefault(k, {})
@@ -55,6 +56,52 @@ CASES = [
     ("restartOn", GOOD_OAUTH, "rollout", {"restartOn": "Always"}, "Unsupported value: \"Always\""),
     ("bad baseURL", GOOD_OAUTH, "hubspot", {"baseURL": "api.hubapi.com"}, "must be an http(s) URL"),
     ("missing target", GOOD_OAUTH, "target", DELETE, "spec.target: Required value"),
+    # The name becomes a label value on the target Secret (at most 63 characters).
+    ("name longer than 63", GOOD_OAUTH, "metadata.name", "n" * 64, "metadata.name must be at most 63 characters"),
+    ("name longer than 63, private app", GOOD_PA, "metadata.name", "p" * 100, "label values are limited to 63"),
+    # Secret data keys the API server would refuse when the operator writes or reads them.
+    ("target key with a space", GOOD_OAUTH, "target.keys.token", "access token",
+     "spec.target.keys.token must be a valid Secret data key"),
+    ("previousToken key with a slash", GOOD_PA, "target.keys.previousToken", "old/token",
+     "spec.target.keys.previousToken must be a valid Secret data key"),
+    ("expiresAt key '..'", GOOD_OAUTH, "target.keys.expiresAt", "..",
+     "spec.target.keys.expiresAt must be a valid Secret data key"),
+    ("hubId key starting with '..'", GOOD_OAUTH, "target.keys.hubId", "..hub",
+     "spec.target.keys.hubId must be a valid Secret data key"),
+    ("target key too long", GOOD_OAUTH, "target.keys.token", "k" * 254, "spec.target.keys.token: Too long"),
+    ("clientIdKey with a space", GOOD_OAUTH, "oauth.clientSecretRef.clientIdKey", "client id",
+     "spec.oauth.clientSecretRef.clientIdKey must be a valid Secret data key"),
+    ("clientSecretKey with a colon", GOOD_OAUTH, "oauth.clientSecretRef.clientSecretKey", "client:secret",
+     "spec.oauth.clientSecretRef.clientSecretKey must be a valid Secret data key"),
+    ("refresh token key with a space", GOOD_OAUTH, "oauth.refreshTokenSecretRef.key", "refresh token",
+     "spec.oauth.refreshTokenSecretRef.key must be a valid Secret data key"),
+    ("source token key non-ASCII", GOOD_PA, "privateApp.tokenSecretRef.key", "t\u00f8ken",
+     "spec.privateApp.tokenSecretRef.key must be a valid Secret data key"),
+    # Two target keys with one name: one value overwrites the other (defaults count).
+    ("hubId key equals default token key", GOOD_OAUTH, "target.keys.hubId", "access_token",
+     "spec.target.keys.token, previousToken, expiresAt and hubId must be four different keys"),
+    ("token equals previousToken", GOOD_PA, "target.keys", {"token": "tok", "previousToken": "tok"},
+     "must be four different keys"),
+    ("expiresAt equals default hubId key", GOOD_OAUTH, "target.keys.expiresAt", "hub_id",
+     "must be four different keys"),
+    # verifyInterval has a floor: every verification is a HubSpot call.
+    ("verifyInterval 0s", GOOD_PA, "privateApp.verifyInterval", "0s",
+     "spec.privateApp.verifyInterval must be at least 1m (HubSpot's per-app limits are shared)"),
+    ("verifyInterval 59s", GOOD_PA, "privateApp.verifyInterval", "59s", "verifyInterval must be at least 1m"),
+    # Every duration has a ceiling (and a maxLength), so none can overflow the operator's date arithmetic.
+    ("overlap huge", GOOD_PA, "privateApp.overlap", "99999999999d", "spec.privateApp.overlap must be at most 30d"),
+    ("overlap 30d1s", GOOD_PA, "privateApp.overlap", "30d1s", "spec.privateApp.overlap must be at most 30d"),
+    ("overlap too long a string", GOOD_PA, "privateApp.overlap", "00000000000000007d", "spec.privateApp.overlap: Too long"),
+    ("maxAge over 10 years", GOOD_PA, "privateApp.maxAge", "3651d", "spec.privateApp.maxAge must be at most 3650d"),
+    ("verifyInterval over 30d", GOOD_PA, "privateApp.verifyInterval", "721h",
+     "spec.privateApp.verifyInterval must be at most 30d"),
+    ("refresh.before over 24h", GOOD_OAUTH, "refresh.before", "24h1ms", "spec.refresh.before must be at most 24h"),
+    ("refresh.before huge", GOOD_OAUTH, "refresh.before", "9999999999999h", "spec.refresh.before must be at most 24h"),
+    ("minRemainingValidity over 24h", GOOD_OAUTH, "refresh.minRemainingValidity", "1441m",
+     "spec.refresh.minRemainingValidity must be at most 24h"),
+    ("rollout.delay over 24h", GOOD_OAUTH, "rollout.delay", "86401s", "spec.rollout.delay must be at most 24h"),
+    ("rollout.minInterval over 30 days", GOOD_OAUTH, "rollout.minInterval", "720h1s",
+     "spec.rollout.minInterval must be at most 720h (30 days)"),
 ]
 
 
@@ -76,3 +123,22 @@ def test_valid_resources_are_accepted_and_defaulted(crds, custom, namespace):
     assert spec["rollout"]["restartOn"] == "Rotation"
     pa = t.create(custom, namespace, copy.deepcopy(GOOD_PA))["spec"]["privateApp"]
     assert (pa["overlap"], pa["maxAge"], pa["verifyInterval"]) == ("168h", "180d", "1h")
+
+
+def test_values_at_the_bounds_are_accepted(crds, custom, namespace):
+    pa = mutate(GOOD_PA, "metadata.name", "p" * 63)
+    pa["spec"]["privateApp"].update(overlap="30d", maxAge="3650d", verifyInterval="1m",
+                                    tokenSecretRef={"name": "ok-pa-source", "key": ".token-v2"})
+    pa["spec"]["target"]["keys"] = {"token": "HUBSPOT_TOKEN", "previousToken": "HUBSPOT_TOKEN.old"}
+    pa["spec"]["rollout"] = {"delay": "24h", "minInterval": "720h"}
+    created = t.create(custom, namespace, pa)["spec"]
+    assert created["target"]["keys"] == {"token": "HUBSPOT_TOKEN", "previousToken": "HUBSPOT_TOKEN.old",
+                                         "expiresAt": "expires_at", "hubId": "hub_id"}
+
+    oauth = mutate(GOOD_OAUTH, "refresh", {"before": "24h", "minRemainingValidity": "23h59m59s"})
+    oauth["spec"]["oauth"]["clientSecretRef"].update(clientIdKey="id", clientSecretKey="secret.v1")
+    oauth["spec"]["oauth"]["refreshTokenSecretRef"]["key"] = "refresh-token"
+    t.create(custom, namespace, oauth)
+
+    for value in ("60s", "1h30m", "720h"):
+        t.create(custom, namespace, mutate(mutate(GOOD_PA, "metadata.name", f"vi-{value}"), "privateApp.verifyInterval", value))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from datetime import datetime, timezone
 
 import pytest
 
+from tests.cluster import signals as sig
 from tests.cluster import tokens as t
 from tests.helpers import wait_for
 
@@ -102,11 +102,15 @@ def test_operator_restart_makes_no_calls_for_tokens_not_due(operator, simulator,
         t.create(custom, namespace, t.oauth_token(name, target=f"{name}-out"))
     for name in ("r1", "r2", "r3"):
         wait_for(lambda: ready(custom, namespace, name), timeout=30, what=f"{name} Ready")
+    assert len(sig.only_tokens_in(custom, namespace)) == 3  # and no other test's token calls HubSpot meanwhile
     before = simulator.calls(TOKEN_ROUTE)
     statuses = {n: t.get(custom, namespace, n)["status"]["nextRefreshAt"] for n in ("r1", "r2", "r3")}
     operator.restart()
-    time.sleep(6)  # give the restarted operator time to list everything and (wrongly) refresh
+    # positive signal: the new process (its counter starts at 0) has reconciled every HubSpotToken there is
+    sig.wait_for_reconciles(operator, since=0, n=3, what="the restarted operator looked at r1, r2, r3")
     assert simulator.calls(TOKEN_ROUTE) == before
+    assert sig.metric_sum(operator, "hubspot_token_refresh_total") == 0
+    assert sig.metric_sum(operator, "hubspot_token_hubspot_requests_total") == 0, "the restarted operator called HubSpot"
     for n, nxt in statuses.items():
         assert t.get(custom, namespace, n)["status"]["nextRefreshAt"] == nxt
 
@@ -125,9 +129,16 @@ def test_uninstall_leads_to_reauth_required_without_retry_storm(operator, simula
     assert t.condition(obj, "Ready")["reason"] == "ReauthRequired"
     assert "stays valid until" in t.condition(obj, "Ready")["message"]
     wait_for(lambda: "ReauthRequired" in t.reasons(core, namespace, "gone"), what="ReauthRequired Event")
+    sig.only_tokens_in(custom, namespace)  # no other test's token calls HubSpot meanwhile
     calls = simulator.calls(TOKEN_ROUTE)
-    time.sleep(5)
+    assert not obj["status"].get("failedAttempts") and not obj["status"].get("nextRefreshAt"), "a retry is scheduled"
+    # make the operator look again (a spec edit is no re-authorisation) and wait until it has
+    gen = t.patch(custom, namespace, "gone", {"spec": {"refresh": {"percent": 60}}})["metadata"]["generation"]
+    obj = wait_for(lambda: (o := t.get(custom, namespace, "gone"))["status"].get("observedGeneration") == gen and o,
+                   timeout=30, what="the spec edit processed (observedGeneration)")
     assert simulator.calls(TOKEN_ROUTE) == calls, "the operator kept retrying a dead refresh token"
+    assert t.condition(obj, "ReauthRequired")["status"] == "True"
+    assert not obj["status"].get("failedAttempts") and not obj["status"].get("nextRefreshAt"), "a retry is scheduled"
     # the current token stays published
     assert t.read_secret(core, namespace, "hubspot-access")["access_token"] == published
     # re-authorising (a new refresh token in the Secret) heals it without any other nudge
@@ -183,6 +194,7 @@ def test_target_secret_deleted_or_edited_is_restored(operator, simulator, core, 
     t.create(custom, namespace, t.oauth_token("drift"))
     wait_for(lambda: ready(custom, namespace, "drift"), timeout=30, what="Ready")
     original = t.read_secret(core, namespace, "hubspot-access")
+    sig.only_tokens_in(custom, namespace)  # no other test's token calls HubSpot meanwhile
     calls = simulator.calls(TOKEN_ROUTE)
 
     core.delete_namespaced_secret("hubspot-access", namespace)
@@ -209,13 +221,24 @@ def test_hub_mismatch_and_missing_scopes_are_refused(operator, simulator, core, 
     assert t.read_secret(core, namespace, "wh-out") is None and t.read_secret(core, namespace, "ns-out") is None
     wait_for(lambda: "HubMismatch" in t.reasons(core, namespace, "wronghub"), what="HubMismatch Event")
     wait_for(lambda: "ScopeDrift" in t.reasons(core, namespace, "noscope"), what="ScopeDrift Event")
+    assert len(sig.only_tokens_in(custom, namespace)) == 2  # and no other test's token calls HubSpot meanwhile
     calls = simulator.calls(TOKEN_ROUTE)
-    time.sleep(3)
+    for obj in (wh, sc):
+        assert not obj["status"].get("nextRefreshAt") and not obj["status"].get("failedAttempts"), "a retry is scheduled"
+    # make the operator look at both again (an unrelated edit of the client Secret they share), wait until it has
+    since = sig.reconcile_count(operator)
+    app_data = t.read_secret(core, namespace, "hubspot-app")
+    t.put_secret(core, namespace, "hubspot-app", {**app_data, "note": "unrelated edit"})
+    sig.wait_for_reconciles(operator, since, n=2, what="both refused tokens re-evaluated")
     assert simulator.calls(TOKEN_ROUTE) == calls, "a refused token must not be retried in a loop"
+    assert t.condition(t.get(custom, namespace, "wronghub"), "Ready")["reason"] == "HubMismatch"
+    assert t.condition(t.get(custom, namespace, "noscope"), "ScopesSatisfied")["status"] == "False"
+    assert t.read_secret(core, namespace, "wh-out") is None and t.read_secret(core, namespace, "ns-out") is None
 
 
 def test_tokens_sharing_a_refresh_token_cause_one_call_per_refresh(operator, simulator, core, custom, namespace, app):
     install(simulator, core, namespace, app, "shared")
+    sig.only_tokens_in(custom, namespace)  # no other test's token calls HubSpot (or falls due below) meanwhile
     before = simulator.calls(TOKEN_ROUTE)
     for i in range(3):
         body = t.oauth_token(f"fan{i}", target=f"fan{i}-out")
@@ -226,6 +249,19 @@ def test_tokens_sharing_a_refresh_token_cause_one_call_per_refresh(operator, sim
     values = {t.read_secret(core, namespace, f"fan{i}-out")["access_token"] for i in range(3)}
     assert len(values) == 1
     assert simulator.calls(TOKEN_ROUTE) - before == 1
+    first = values.pop()
+    # the scheduled refresh: all three fall due together (past 67% of 30 minutes), one call serves them all
+    simulator.advance(1300)
+
+    def all_refreshed():
+        vals = {(t.read_secret(core, namespace, f"fan{i}-out") or {}).get("access_token") for i in range(3)}
+        return first not in vals and len(vals) == 1 and vals
+
+    wait_for(all_refreshed, timeout=30, what="the three tokens refreshed")
+    for i in range(3):
+        wait_for(lambda: t.get(custom, namespace, f"fan{i}")["status"].get("lastRefreshReason") == "Expiring",
+                 what=f"fan{i} status of the scheduled refresh")
+    assert simulator.calls(TOKEN_ROUTE) - before == 2
 
 
 def test_rotating_refresh_tokens_are_written_back_before_publishing(operator, simulator, core, custom, namespace, app):
@@ -244,6 +280,11 @@ def test_rotating_refresh_tokens_are_written_back_before_publishing(operator, si
         obj = t.get(custom, namespace, "rot")
         assert t.condition(obj, "Ready")["status"] == "True"
         assert t.condition(obj, "ReauthRequired")["status"] == "False"
+        # before publishing: the refresh-token Secret was written before the target Secret. resourceVersions
+        # are etcd revisions here (one etcd), so they order the two writes.
+        install_rv = int(core.read_namespaced_secret("rot-install", namespace).metadata.resource_version)
+        target_rv = int(core.read_namespaced_secret("hubspot-access", namespace).metadata.resource_version)
+        assert install_rv < target_rv, "the access token was published before the new refresh token was stored"
     finally:
         simulator.config(refresh_token_mode="stable")
 
@@ -273,8 +314,14 @@ def test_creation_and_deletion_policies(operator, simulator, core, custom, names
     custom.delete_namespaced_custom_object("hubspot-operator.dev", "v1alpha1", namespace, "hubspottokens", "deleter")
     wait_for(lambda: t.read_secret(core, namespace, "deleted-with-token") is None, timeout=60, what="garbage-collected")
     # Retain (the default): the Secret outlives the HubSpotToken
+    owner_uid = t.get(custom, namespace, "owner")["metadata"]["uid"]
+    assert sig.token_known(operator, namespace, "owner")
     custom.delete_namespaced_custom_object("hubspot-operator.dev", "v1alpha1", namespace, "hubspottokens", "owner")
-    time.sleep(2)
+    wait_for(lambda: not sig.token_known(operator, namespace, "owner"), timeout=30,
+             what="the operator processed the deletion (its gauges for the token are gone)")
+    foreign = core.read_namespaced_secret("foreign", namespace)
+    # nothing for the garbage collector to act on (it did collect "deleted-with-token" above)
+    assert owner_uid not in {r.uid for r in foreign.metadata.owner_references or []}
     assert "access_token" in t.read_secret(core, namespace, "foreign")
 
 
@@ -282,12 +329,15 @@ def test_per_token_base_url_and_v1_generation(operator, simulator, core, custom,
     install(simulator, core, namespace, app, "legacy")
     other_host = simulator.url.replace("127.0.0.1", "localhost")  # a different base URL, same simulator
     before = simulator.calls("POST /oauth/v1/token")
+    other_host_port = other_host.split("://", 1)[1]
+    via_other = simulator.stats().get("hosts", {}).get(other_host_port, 0)
     t.create(custom, namespace, t.oauth_token(
         "legacy", hubspot={"baseURL": other_host},
         oauth={"clientSecretRef": {"name": "hubspot-app"}, "refreshTokenSecretRef": {"name": "legacy-install"},
                "apiVersion": "v1"}))
     wait_for(lambda: ready(custom, namespace, "legacy"), timeout=30, what="Ready via v1")
     assert simulator.calls("POST /oauth/v1/token") == before + 1
+    assert simulator.stats()["hosts"].get(other_host_port, 0) >= via_other + 1, "spec.hubspot.baseURL was not used"
     assert simulator.bearer_ok(t.read_secret(core, namespace, "hubspot-access")["access_token"])
     wait_for(lambda: any("sunsets on 2027-02-16" in e.message
                          for e in t.events(core, namespace, "legacy") if e.reason == "Refreshed"),
@@ -301,11 +351,20 @@ def test_suspend_stops_refreshing_and_resume_catches_up(operator, simulator, cor
     t.patch(custom, namespace, "sus", {"spec": {"suspend": True}})
     wait_for(lambda: t.condition(t.get(custom, namespace, "sus"), "Ready").get("reason") == "Suspended",
              what="Suspended")
+    sig.only_tokens_in(custom, namespace)  # no other test's token falls due below and calls HubSpot
     calls = simulator.calls(TOKEN_ROUTE)
     before = t.get(custom, namespace, "sus")["status"]["tokenFingerprint"]
-    simulator.advance(1500)  # past the refresh time of every 30-minute token
-    time.sleep(3)
-    assert t.get(custom, namespace, "sus")["status"]["tokenFingerprint"] == before
+    assert "stays valid until" in t.condition(t.get(custom, namespace, "sus"), "Ready")["message"]
+    simulator.advance(1900)  # past the refresh time and the expiry of the 30-minute token
+    # positive signal: the operator looked at the suspended token after its expiry (Ready no longer says
+    # the published token is valid) ...
+    suspended = wait_for(
+        lambda: (o := t.get(custom, namespace, "sus")) and (c := t.condition(o, "Ready")).get("reason") == "Suspended"
+        and "stays valid until" not in c.get("message", "") and o,
+        timeout=30, what="the suspended token re-evaluated after its expiry")
+    # ... and still refreshed nothing
+    assert suspended["status"]["tokenFingerprint"] == before
+    assert simulator.calls(TOKEN_ROUTE) == calls, "a suspended token was refreshed"
     t.patch(custom, namespace, "sus", {"spec": {"suspend": False}})
     wait_for(lambda: t.get(custom, namespace, "sus")["status"]["tokenFingerprint"] != before, timeout=30,
              what="refresh after resume")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from tests.cluster import signals as sig
 from tests.cluster import tokens as t
 from tests.cluster import workloads as w
 from tests.helpers import wait_for
@@ -94,15 +93,29 @@ def test_routine_refreshes_do_not_restart_but_every_refresh_does(operator, simul
             if name == "every":
                 wait_for(lambda: len(restart_events(core, namespace, name)) == i + 1, timeout=30,
                          what=f"restart for refresh {i}")
-    time.sleep(2)
+
+    def settled(name, last):
+        # the status written by the reconcile that published the last refresh, which also made the restart
+        # decision: its target is recorded at the token's current restart revision
+        o = t.get(custom, namespace, name)
+        st = o["status"]
+        targets = (st.get("rollout") or {}).get("targets") or []
+        done = st.get("lastRefreshRequest") == last and targets and all(
+            r.get("revision") == st.get("restartRevision") for r in targets)
+        return done and o
+
+    routine = wait_for(lambda: settled("routine", "routine-9"), what="routine's last refresh and restart decision")
+    every = wait_for(lambda: settled("every", "every-3"), what="every's last refresh and restart decision")
+    assert not routine["status"]["rollout"].get("restarts")
     assert restart_events(core, namespace, "routine") == []
     assert w.template_value(apps, namespace, "Deployment", "routine-app") is None
+    assert every["status"]["rollout"]["restarts"] == 4
     assert len(restart_events(core, namespace, "every")) == 4
     values = {e.message.split("(")[-1] for e in restart_events(core, namespace, "every")}
     assert len(values) == 4, "each refresh restarts with its own value"
 
 
-def test_two_rotations_within_a_second_make_two_distinct_restarts(operator, simulator, core, apps, custom, namespace):
+def test_two_back_to_back_rotations_make_two_distinct_restarts(operator, simulator, core, apps, custom, namespace):
     w.deployment(apps, namespace, "dep")
     app = private_app(simulator, core, namespace)
     t.create(custom, namespace, t.private_app_token("pa", rollout={
@@ -134,16 +147,30 @@ def test_operator_restart_during_debounce_neither_loses_nor_repeats(
     wait_for(lambda: "RestartDeferred" in t.reasons(core, namespace, "pa"), timeout=30, what="second deferred")
     pending = t.get(custom, namespace, "pa")["status"]["rollout"]
     assert pending["pendingSince"] and pending["pendingRevision"]
+    first_value = w.template_value(apps, namespace, "Deployment", "dep")
+    assert len(sig.only_tokens_in(custom, namespace)) == 1
 
     operator.stop()
     operator.start()
-    time.sleep(3)
+    # positive signal: the new process (its counter starts at 0) has reconciled pa, the only HubSpotToken
+    sig.wait_for_reconciles(operator, since=0, n=1, what="the restarted operator looked at pa")
     assert len(restart_events(core, namespace, "pa")) == 1, "restarted early after an operator restart"
+    assert w.template_value(apps, namespace, "Deployment", "dep") == first_value
+    after = t.get(custom, namespace, "pa")["status"]["rollout"]
+    assert (after["pendingSince"], after["pendingRevision"]) == (pending["pendingSince"], pending["pendingRevision"])
     simulator.advance(601)  # the debounce window ends (simulated time; the operator follows it)
     wait_for(lambda: len(restart_events(core, namespace, "pa")) == 2, timeout=30, what="deferred restart")
-    time.sleep(3)
+    second_value = w.template_value(apps, namespace, "Deployment", "dep")
+    assert second_value != first_value
+    # positive signal: pa recorded the restart for its revision and, in later reconciles, saw it roll out
+    obj = wait_for(
+        lambda: (o := t.get(custom, namespace, "pa")) and not o["status"]["rollout"].get("pendingSince")
+        and (r := o["status"]["rollout"]["targets"][0])["revision"] == o["status"]["restartRevision"]
+        and r.get("state") == "Complete" and o,
+        timeout=60, what="the deferred restart recorded and rolled out")
     assert len(restart_events(core, namespace, "pa")) == 2, "the deferred restart ran twice"
-    assert not t.get(custom, namespace, "pa")["status"]["rollout"].get("pendingSince")
+    assert obj["status"]["rollout"]["restarts"] == 2
+    assert w.template_value(apps, namespace, "Deployment", "dep") == second_value
 
 
 def test_three_tokens_rotating_together_restart_a_shared_deployment_once(
@@ -161,16 +188,26 @@ def test_three_tokens_rotating_together_restart_a_shared_deployment_once(
         wait_for(lambda: published(core, namespace, f"out{i}") == apps_[i]["token"], timeout=30, what=f"publish {i}")
     wait_for(lambda: w.rollout_complete(apps, namespace, "Deployment", "shared"), timeout=60, what="shared up")
     rs_before = len(w.replicasets(apps, namespace, "shared"))
+    old_revisions = [t.get(custom, namespace, f"pa{i}")["status"]["restartRevision"] for i in range(3)]
     for i in range(3):
         rotate_source(simulator, core, namespace, apps_[i], secret=f"src{i}")
-    wait_for(lambda: w.template_value(apps, namespace, "Deployment", "shared"), timeout=30, what="restart")
-    time.sleep(6)  # past every token's delay: any second restart would have happened by now
+    value = wait_for(lambda: w.template_value(apps, namespace, "Deployment", "shared"), timeout=30, what="restart")
+    # positive signal: every token, after its delay, recorded the workload at its new revision, with nothing
+    # pending (the later ones found the value already there)
+    statuses = []
+    for i in range(3):
+        statuses.append(wait_for(
+            lambda: (st := t.get(custom, namespace, f"pa{i}")["status"]) and st["restartRevision"] != old_revisions[i]
+            and not st["rollout"].get("pendingSince") and st["rollout"]["targets"][0]["revision"] == st["restartRevision"]
+            and st,
+            timeout=30, what=f"pa{i} recorded"))
+    # Events are posted right after the status write of the reconcile that restarted
+    wait_for(lambda: restart_events(core, namespace), what="RestartTriggered Event")
     assert len(restart_events(core, namespace)) == 1
+    assert sum(st["rollout"].get("restarts") or 0 for st in statuses) == 1
+    assert w.template_value(apps, namespace, "Deployment", "shared") == value
     wait_for(lambda: w.rollout_complete(apps, namespace, "Deployment", "shared"), timeout=60, what="rollout done")
     assert len(w.replicasets(apps, namespace, "shared")) == rs_before + 1
-    for i in range(3):
-        wait_for(lambda: t.get(custom, namespace, f"pa{i}")["status"]["rollout"]["targets"][0]["revision"]
-                 == t.get(custom, namespace, f"pa{i}")["status"]["restartRevision"], what=f"pa{i} recorded")
 
 
 def test_paused_deployment_is_not_patched_and_missing_target_does_not_block(
@@ -192,6 +229,7 @@ def test_paused_deployment_is_not_patched_and_missing_target_does_not_block(
 
     wait_for(lambda: target_states().get("paused") == "Paused", what="Paused recorded in status")
     assert target_states()["nope"] == "Missing"
+    assert w.template_value(apps, namespace, "Deployment", "paused") is None
     msgs = [e.message for e in t.events(core, namespace, "pa")]
     assert any("paused" in m for m in msgs) and any("does not exist" in m for m in msgs)
     apps.patch_namespaced_deployment("paused", namespace, {"spec": {"paused": False}})

@@ -235,8 +235,9 @@ def test_deployment_is_hardened(helm: Path, helm_env: dict, tmp_path: Path) -> N
 
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
-    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+    for probe in ("livenessProbe", "startupProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
 
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -267,8 +268,10 @@ def test_rbac_namespaces_mode(helm: Path, helm_env: dict, tmp_path: Path) -> Non
         "cluster": with_names(KOPF_CLUSTER_RULES),
         "team-a": with_names(NAMESPACED_RULES),
         "team-b": with_names(NAMESPACED_RULES),
-        # The fingerprint key Secret in the operator's namespace: get by name, create (unnameable).
-        NAMESPACE: {("", "secrets", "get", hmac), ("", "secrets", "create", None)},
+        # The fingerprint key and custody Secrets in the operator's namespace: by name; create (unnameable).
+        NAMESPACE: {("", "secrets", "get", hmac), ("", "secrets", "create", None),
+                    ("", "secrets", "get", "hubspot-token-operator-custody"),
+                    ("", "secrets", "update", "hubspot-token-operator-custody")},
     }
     assert container(docs)["args"] == ["--namespace", "team-a", "--namespace", "team-b"]
 

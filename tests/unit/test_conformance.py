@@ -37,7 +37,8 @@ from hubspot_token_operator.simulator import SimControl
 from .conftest import HUB_ID, Grant
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SPEC_DIR = Path(os.environ.get("HUBSPOT_OPENAPI_DIR") or REPO_ROOT.parent / "shared" / "hubspot-openapi")
+# HubSpot's official specs, copied into the repository (tests/data/hubspot-openapi/README.md says from where).
+SPEC_DIR = Path(os.environ.get("HUBSPOT_OPENAPI_DIR") or REPO_ROOT / "tests" / "data" / "hubspot-openapi")
 SPEC_SERVER = "https://api.hubapi.com"
 REDIRECT = "https://app.example.com/cb"
 
@@ -60,7 +61,7 @@ def _json_from_bytes(value, **_kwargs):
 def load_spec(name: str) -> OpenAPI:
     path = SPEC_DIR / name
     if not path.exists():
-        pytest.fail(f"official spec {path} not found; set HUBSPOT_OPENAPI_DIR or check out shared/ beside the repo")
+        pytest.fail(f"official spec {path} not found (they live in tests/data/hubspot-openapi/; HUBSPOT_OPENAPI_DIR overrides)")
     config = Config(extra_media_type_deserializers={"*/*": _json_from_bytes})
     return OpenAPI.from_file_path(str(path), config=config)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from hubspot_token_operator import conditions
 from hubspot_token_operator.clock import Clock
@@ -79,6 +80,80 @@ def test_parse_spec_errors_name_the_field():
     assert "spec.refresh.before" in str(err.value) and "not a duration" in str(err.value)
     with pytest.raises(SpecError, match="spec.type OAuth needs a spec.oauth block"):
         parse_spec({"type": "OAuth", "target": {"name": "x"}})
+
+
+@pytest.mark.parametrize(
+    "section, field, value",
+    [
+        ("privateApp", "overlap", "99999999999d"),
+        ("privateApp", "maxAge", "9" * 400 + "s"),  # float('9'*400) is inf
+        ("privateApp", "verifyInterval", "36501d"),
+        ("refresh", "before", "999999999999h"),
+        ("rollout", "minInterval", 10**13),  # a number is read as seconds
+    ],
+)
+def test_durations_too_large_to_represent_are_spec_errors_not_overflow(section, field, value):
+    spec = {"type": "PrivateApp", "privateApp": {"tokenSecretRef": {"name": "c"}}, "target": {"name": "d"}}
+    spec.setdefault(section, {})[field] = value
+    with pytest.raises(SpecError) as err:
+        parse_spec(spec)
+    assert f"spec.{section}.{field}" in str(err.value) and "at most 36500d" in str(err.value)
+
+
+def test_longest_duration_still_fits_datetime_arithmetic():
+    from hubspot_token_operator.durations import MAX_DURATION, parse_duration
+
+    assert parse_duration("36500d") == MAX_DURATION
+    now = datetime.now(timezone.utc)
+    assert (now + MAX_DURATION).year > now.year and (now - MAX_DURATION).year < now.year
+
+
+def _walk(schema: dict, path: str = "spec"):
+    yield path, schema
+    for name, prop in (schema.get("properties") or {}).items():
+        yield from _walk(prop, f"{path}.{name}")
+
+
+DURATION_FIELDS = {
+    "spec.refresh.before", "spec.refresh.minRemainingValidity", "spec.privateApp.overlap", "spec.privateApp.maxAge",
+    "spec.privateApp.verifyInterval", "spec.rollout.delay", "spec.rollout.minInterval",
+}
+SECRET_KEY_FIELDS = {
+    "spec.oauth.clientSecretRef.clientIdKey", "spec.oauth.clientSecretRef.clientSecretKey",
+    "spec.oauth.refreshTokenSecretRef.key", "spec.privateApp.tokenSecretRef.key", "spec.target.keys.token",
+    "spec.target.keys.previousToken", "spec.target.keys.expiresAt", "spec.target.keys.hubId",
+}
+
+
+def test_crd_bounds_every_duration_and_secret_key_field():
+    """The CEL behaviour itself is exercised against a real API server in tests/cluster/test_crd_validation.py."""
+    fields = dict(_walk(crd_spec_schema()))
+    for path in DURATION_FIELDS:
+        prop = fields[path]
+        rules = [r["rule"] for r in prop["x-kubernetes-validations"]]
+        assert prop.get("maxLength") == 16, path
+        assert any(".sum() <=" in r for r in rules), f"{path} has no upper bound"
+        assert "at most" in prop["description"], f"{path}: document the ceiling"
+    for path in SECRET_KEY_FIELDS:
+        prop = fields[path]
+        rules = prop["x-kubernetes-validations"]
+        assert prop.get("maxLength") == 253 and prop.get("description"), path
+        assert any("^[-._a-zA-Z0-9]+$" in r["rule"] and r["message"].startswith(path) for r in rules), path
+    # Every duration field of the model is in the list above.
+    def model_durations(model, path):
+        for name, f in model.model_fields.items():
+            sub = f"{path}.{f.alias or name}"
+            if f.annotation in (timedelta, timedelta | None):
+                yield sub
+            elif isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
+                yield from model_durations(f.annotation, sub)
+            elif getattr(f.annotation, "__args__", None) and isinstance(f.annotation.__args__[0], type) \
+                    and issubclass(f.annotation.__args__[0], BaseModel):
+                yield from model_durations(f.annotation.__args__[0], sub)
+
+    assert set(model_durations(TokenSpec, "spec")) == DURATION_FIELDS
+    root = yaml.safe_load(CRD.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert any("self.metadata.name.size() <= 63" == r["rule"] for r in root["x-kubernetes-validations"])
 
 
 def test_conditions_keep_transition_time_when_status_is_unchanged():

@@ -8,6 +8,7 @@ import pytest
 from hubspot_token_operator.durations import to_rfc3339
 from hubspot_token_operator.model import parse_spec
 from hubspot_token_operator.policies import Observed, decide_oauth
+from hubspot_token_operator.status_model import parse_status
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 SPEC = parse_spec(
@@ -33,7 +34,7 @@ def healthy(**status_overrides) -> Observed:
     status.update(status_overrides)
     return Observed(
         spec=SPEC,
-        status=status,
+        status=parse_status(status),
         now=NOW,
         uid="uid-1",
         generation=1,
@@ -43,9 +44,13 @@ def healthy(**status_overrides) -> Observed:
         target_exists=True,
         target_mac="m1",
         held_token=True,
-        expires_at=issued + timedelta(minutes=30),
-        issued_at=issued,
     )
+
+
+def with_status(obs: Observed, **fields) -> Observed:
+    raw = obs.status.model_dump(by_alias=True, exclude_none=True)
+    raw.update(fields)
+    return replace(obs, status=parse_status({k: v for k, v in raw.items() if v is not None}))
 
 
 def test_steady_state_waits_until_the_scheduled_time():
@@ -70,6 +75,11 @@ def test_due_token_refreshes():
         ({"target_exists": False, "target_mac": None, "held_token": False}, "Refresh", "SecretMissing"),
         ({"target_mac": "edited"}, "Republish", "SecretRestored"),
         ({"target_mac": "edited", "held_token": False}, "Refresh", "SecretDrift"),
+        ({"custody_pending": True}, "WriteBack", "RefreshTokenWriteBackPending"),
+        ({"custody_pending": True, "missing_inputs": ("Secret install",)}, "Blocked", "InputsMissing"),
+        ({"key_changed": True}, "Rebase", "FingerprintKeyChanged"),
+        ({"key_changed": True, "grant_fingerprint": "g2"}, "Rebase", "FingerprintKeyChanged"),
+        ({"grant_fingerprint": "g2", "grant_moved_by_us": True}, "Wait", "Scheduled"),
     ],
 )
 def test_trigger_table(change, action, reason):
@@ -83,23 +93,38 @@ def test_missing_inputs_message_names_what_is_missing():
 
 
 def test_initial_issue():
-    obs = replace(healthy(), status={}, expires_at=None, issued_at=None, held_token=False, target_exists=False)
+    obs = replace(healthy(), status=parse_status({}), held_token=False, target_exists=False)
     assert decide_oauth(obs).reason == "InitialIssue"
 
 
 def test_reauth_required_blocks_until_the_grant_changes():
-    cond = [{"type": "ReauthRequired", "status": "True", "reason": "InvalidGrant"}]
-    obs = replace(healthy(conditions=cond), now=NOW + timedelta(hours=1))
+    obs = replace(healthy(reauthRequiredFor="g1"), now=NOW + timedelta(hours=1))
     assert (decide_oauth(obs).action, decide_oauth(obs).reason) == ("Blocked", "ReauthRequired")
     assert decide_oauth(replace(obs, grant_fingerprint="new")).reason == "GrantChanged"
     assert decide_oauth(replace(obs, refresh_request="now")).reason == "RefreshRequested"
 
 
 def test_hub_mismatch_stays_refused_until_spec_generation_changes():
-    cond = [{"type": "Ready", "status": "False", "reason": "HubMismatch", "observedGeneration": 1}]
-    obs = replace(healthy(conditions=cond), now=NOW + timedelta(hours=1))
+    refusal = {"reason": "HubMismatch", "message": "m", "generation": 1, "grantFingerprint": "g1"}
+    obs = replace(healthy(refusal=refusal), now=NOW + timedelta(hours=1))
     assert decide_oauth(obs).action == "Blocked"
     assert decide_oauth(replace(obs, generation=2)).action == "Refresh"
+    assert decide_oauth(replace(obs, grant_fingerprint="g2")).reason == "GrantChanged"
+
+
+def test_decisions_never_read_condition_reasons():
+    """A Ready condition that says HubMismatch or ReauthRequired is for people; the fields decide."""
+    conds = [{"type": "Ready", "status": "False", "reason": "HubMismatch", "observedGeneration": 1},
+             {"type": "ReauthRequired", "status": "True", "reason": "InvalidGrant"}]
+    assert decide_oauth(healthy(conditions=conds)).reason == "Scheduled"
+
+
+def test_write_failures_back_off_without_refreshing():
+    retry = NOW + timedelta(seconds=40)
+    obs = replace(healthy(failedAttempts=2, lastFailureKind="Write", retryAt=to_rfc3339(retry)), target_mac="edited")
+    assert decide_oauth(obs).reason == "BackingOff"
+    assert (decide_oauth(replace(obs, now=retry)).action, decide_oauth(replace(obs, now=retry)).reason) == (
+        "Republish", "SecretRestored")
 
 
 def test_backoff_waits_for_next_refresh_at_after_failures():
@@ -117,6 +142,7 @@ def test_suspended_blocks_everything_but_missing_inputs():
 
 def test_backoff_applies_before_the_first_token_too():
     retry = NOW + timedelta(seconds=40)
-    obs = replace(healthy(failedAttempts=2, nextRefreshAt=to_rfc3339(retry)), expires_at=None, issued_at=None)
-    obs = replace(obs, status={k: v for k, v in obs.status.items() if k not in ("expiresAt", "lastRefreshTime")})
+    obs = healthy(failedAttempts=2, nextRefreshAt=to_rfc3339(retry), expiresAt=None, lastRefreshTime=None)
+    obs = replace(obs, status=parse_status({k: v for k, v in obs.status.model_dump(by_alias=True).items()
+                                            if v is not None and k not in ("expiresAt", "lastRefreshTime")}))
     assert decide_oauth(obs).reason == "BackingOff"

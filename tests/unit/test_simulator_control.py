@@ -156,7 +156,7 @@ class TestStats:
         assert stats["total"] == 6
         assert access not in json.dumps(stats)
         http.post("/_sim/stats/reset")
-        assert sim.stats() == {"requests": {}, "hosts": {}, "total": 0}
+        assert sim.stats() == {"requests": {}, "hosts": {}, "total": 0, "refresh_token_reuses": 0}
 
 
 def test_state_file_survives_a_restart(tmp_path: Path):

@@ -114,6 +114,81 @@ def test_rotating_mode_replaces_the_refresh_token_and_kills_the_old_one(http, si
     assert again.status_code == 200
 
 
+class TestRefreshTokenReuseGrace:
+    """Rotating mode with ``refresh_token_reuse_grace_seconds``: a lost rotation answer can be retried."""
+
+    def rotate(self, http, grant: Grant, refresh_token: str | None = None) -> httpx.Response:
+        return http.post("/oauth/2026-03/token", data=refresh_form(grant, refresh_token=refresh_token or grant.refresh_token))
+
+    def test_strict_by_default(self, http, sim: SimControl, grant):
+        assert sim.configure(refresh_token_mode="rotating")["refresh_token_reuse_grace_seconds"] == 0
+        assert self.rotate(http, grant).status_code == 200
+        again = self.rotate(http, grant)
+        assert again.status_code == 400 and again.json()["status"] == "BAD_REFRESH_TOKEN"
+        assert sim.stats()["refresh_token_reuses"] == 0
+
+    def test_old_token_within_grace_gets_the_same_successor_and_a_new_access_token(self, http, sim: SimControl, grant):
+        sim.configure(refresh_token_mode="rotating", refresh_token_reuse_grace_seconds=60)
+        first = self.rotate(http, grant).json()
+        assert first["refresh_token"] != grant.refresh_token
+        retry = self.rotate(http, grant)
+        assert retry.status_code == 200
+        body = retry.json()
+        assert body["refresh_token"] == first["refresh_token"]
+        assert body["access_token"] != first["access_token"]
+        assert body["expires_in"] == 1800 and body["hub_id"] == HUB_ID
+        assert sim.stats()["refresh_token_reuses"] == 1
+        bearer = {"Authorization": f"Bearer {body['access_token']}"}
+        assert http.get("/account-info/2026-03/details", headers=bearer).status_code == 200
+        # the successor is the live token; the old one is still reported as retired
+        assert http.get(f"/oauth/v1/refresh-tokens/{first['refresh_token']}").status_code == 200
+        assert http.get(f"/oauth/v1/refresh-tokens/{grant.refresh_token}").status_code == 404
+        # using the successor rotates normally
+        nxt = self.rotate(http, grant, first["refresh_token"]).json()
+        assert nxt["refresh_token"] not in (grant.refresh_token, first["refresh_token"])
+
+    def test_grace_ends_after_its_time_in_simulated_seconds(self, http, sim: SimControl, grant):
+        sim.configure(refresh_token_mode="rotating", refresh_token_reuse_grace_seconds=60)
+        assert self.rotate(http, grant).status_code == 200
+        sim.advance(59)
+        assert self.rotate(http, grant).status_code == 200
+        sim.advance(2)
+        late = self.rotate(http, grant)
+        assert late.status_code == 400 and late.json()["status"] == "BAD_REFRESH_TOKEN"
+
+    def test_grace_ends_once_the_successor_was_used(self, http, sim: SimControl, grant):
+        sim.configure(refresh_token_mode="rotating", refresh_token_reuse_grace_seconds=60)
+        successor = self.rotate(http, grant).json()["refresh_token"]
+        assert self.rotate(http, grant, successor).status_code == 200
+        reuse = self.rotate(http, grant)
+        assert reuse.status_code == 400 and reuse.json()["status"] == "BAD_REFRESH_TOKEN"
+
+    def test_revoke_or_uninstall_ends_the_grace(self, http, sim: SimControl, grant):
+        sim.configure(refresh_token_mode="rotating", refresh_token_reuse_grace_seconds=60)
+        successor = self.rotate(http, grant).json()["refresh_token"]
+        revoke = {"client_id": grant.client_id, "client_secret": grant.client_secret, "token": grant.refresh_token}
+        assert http.post("/oauth/2026-03/token/revoke", data=revoke).status_code == 200
+        assert self.rotate(http, grant).json()["status"] == "BAD_REFRESH_TOKEN"
+        assert self.rotate(http, grant, successor).status_code == 200  # revoking the old one spares the live one
+
+        other = sim.install(grant.client_id, HUB_ID, ["oauth"])
+        newer = self.rotate(http, grant, other).json()["refresh_token"]
+        sim.uninstall(newer)
+        assert self.rotate(http, grant, other).json()["status"] == "BAD_REFRESH_TOKEN"
+
+    def test_grace_is_still_bound_to_the_client(self, http, sim: SimControl, grant):
+        sim.configure(refresh_token_mode="rotating", refresh_token_reuse_grace_seconds=60)
+        assert self.rotate(http, grant).status_code == 200
+        other = sim.create_app()
+        stolen = http.post("/oauth/2026-03/token", data=refresh_form(
+            grant, client_id=other.client_id, client_secret=other.client_secret))
+        assert stolen.json()["message"] == "refresh token was not issued to this client"
+
+    def test_negative_grace_is_refused(self, sim: SimControl):
+        with pytest.raises(httpx.HTTPStatusError):
+            sim.configure(refresh_token_reuse_grace_seconds=-1)
+
+
 def test_access_token_lifetime_is_configurable_and_follows_simulated_time(http, sim: SimControl, grant):
     sim.configure(access_token_lifetime_seconds=60)
     body = http.post("/oauth/2026-03/token", data=refresh_form(grant)).json()

@@ -108,25 +108,71 @@ class LocalCluster:
 
     # ---- components ------------------------------------------------------------------------------
 
+    # ---- fault injection: the API server going away and coming back ----------------------------------
+
+    def stop_apiserver(self, timeout: float = 15.0) -> None:
+        """Stops kube-apiserver alone (SIGTERM, then SIGKILL after `timeout`); etcd, the controllers and
+        kwok keep running. `start_apiserver()` brings the same server back."""
+        comp = self._component("kube-apiserver")
+        if comp.proc is None or comp.proc.poll() is not None:
+            return
+        _terminate(comp.proc.pid)
+        try:
+            comp.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill(comp.proc.pid)
+            comp.proc.wait(timeout=10)
+        self._record_pids()
+
+    def start_apiserver(self) -> None:
+        """Restarts a stopped kube-apiserver with the argv it was first started with: the same port,
+        certificates (kept in the cert dir), ServiceAccount keys and admin token, so existing kubeconfigs
+        and clients keep working. Returns once it serves requests again; a no-op if it is running."""
+        comp = self._component("kube-apiserver")
+        if comp.proc is not None and comp.proc.poll() is None:
+            return
+        self._launch(comp)
+        self._record_pids()
+        self._poll("kube-apiserver", lambda: self._api_ok("/readyz"))
+        self._poll("kube-apiserver", lambda: self._api_ok("/api/v1/namespaces/default"))
+
+    @property
+    def apiserver_running(self) -> bool:
+        comp = next((c for c in self.components if c.name == "kube-apiserver"), None)
+        return bool(comp and comp.proc and comp.proc.poll() is None)
+
+    def _component(self, name: str) -> Component:
+        comp = next((c for c in self.components if c.name == name), None)
+        if comp is None:
+            raise ClusterError(f"{name} is not part of this cluster (was start() called?)")
+        return comp
+
+    # ---- plumbing for components -------------------------------------------------------------------
+
     def _spawn(self, name: str, argv: list[str]) -> Component:
-        log = self.logs_dir / f"{name}.log"
-        out = open(log, "ab")
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=self.state_dir,
-        )
-        out.close()
-        comp = Component(name, argv, log, proc)
+        comp = Component(name, argv, self.logs_dir / f"{name}.log")
+        self._launch(comp)
         self.components.append(comp)
         self._record_pids()
         return comp
 
+    def _launch(self, comp: Component) -> None:
+        out = open(comp.log, "ab")
+        try:
+            comp.proc = subprocess.Popen(
+                comp.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.state_dir,
+            )
+        finally:
+            out.close()
+
     def _record_pids(self) -> None:
-        data = {c.name: c.proc.pid for c in self.components if c.proc}
+        # Only live processes: a stopped component's pid may be reused by an unrelated process.
+        data = {c.name: c.proc.pid for c in self.components if c.proc and c.proc.poll() is None}
         (self.state_dir / STATE_FILE).write_text(json.dumps(data))
 
     def _start_etcd(self) -> None:

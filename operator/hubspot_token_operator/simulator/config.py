@@ -27,6 +27,12 @@ class SimConfig(BaseModel):
 
     access_token_lifetime_seconds: int = Field(1800, ge=1)
     refresh_token_mode: Literal["stable", "rotating"] = "stable"
+    refresh_token_reuse_grace_seconds: int = Field(
+        0,
+        ge=0,
+        description="rotating mode: for this long after a rotation the old refresh token may be presented again "
+        "and gets the same successor; 0 = strict (one use only)",
+    )
     auth_code_ttl_seconds: int = Field(300, ge=1)
     rotation_grace_seconds: int = Field(7 * 24 * 3600, ge=0, description="'expire later' overlap for pat tokens")
     eu1_token_info_requires_bearer: bool = True

@@ -38,6 +38,11 @@ class RefreshToken:
     install_id: int
     client_id: str
     active: bool = True
+    # Set when a rotating refresh retired this token: the token that replaced it and when (simulated time).
+    # Within ``refresh_token_reuse_grace_seconds`` of ``rotated_at`` presenting this token again is answered
+    # with the same successor instead of invalid_grant.
+    successor: str | None = None
+    rotated_at: float | None = None
 
 
 @dataclass

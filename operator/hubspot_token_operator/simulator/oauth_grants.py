@@ -51,6 +51,7 @@ class Issued:
 
     access: AccessToken
     refresh_token: str | None
+    reused: bool = False  # a rotated-out refresh token honoured within the reuse grace
 
 
 def create_app(state: SimState, redirect_uri: str | None = None) -> App:
@@ -147,18 +148,44 @@ def grant(state: SimState, form: Mapping[str, str]) -> Issued:
 def _refresh(state: SimState, form: Mapping[str, str]) -> Issued:
     app = authenticate_client(state, form.get("client_id"), form.get("client_secret"))
     record = state.refresh_tokens.get(form.get("refresh_token") or "")
-    if record is None or not record.active:
+    if record is None:
+        raise OAuthFailure(*BAD_REFRESH_TOKEN)
+    reused = None if record.active else _reuse_within_grace(state, record)
+    if not record.active and reused is None:
         raise OAuthFailure(*BAD_REFRESH_TOKEN)
     install = state.installs[record.install_id]
     if not install.active:
         raise OAuthFailure(*BAD_REFRESH_TOKEN)
     if record.client_id != app.client_id:
         raise OAuthFailure(*NOT_THIS_CLIENT)
+    if reused is not None:
+        # A retry of a rotation whose answer the client lost: the same successor, a new access token.
+        return Issued(access=_new_access_token(state, app, install), refresh_token=reused.token, reused=True)
     refresh_token = record.token
     if state.config.refresh_token_mode == "rotating":
-        record.active = False
         refresh_token = _new_refresh_token(state, install, state.hub(install.hub_id).hublet)
+        record.active = False
+        record.successor = refresh_token
+        record.rotated_at = state.now()
     return Issued(access=_new_access_token(state, app, install), refresh_token=refresh_token)
+
+
+def _reuse_within_grace(state: SimState, record: RefreshToken) -> RefreshToken | None:
+    """The successor a rotated-out refresh token may still be exchanged for, if the reuse grace allows it.
+
+    Like Okta's and Auth0's reuse interval: for ``refresh_token_reuse_grace_seconds`` (simulated time) after
+    a rotation, the old token is answered with the same successor, as long as that successor is itself
+    still unused and not revoked. Strict (0, the default): never.
+    """
+    grace = state.config.refresh_token_reuse_grace_seconds
+    if grace <= 0 or record.successor is None or record.rotated_at is None:
+        return None
+    if state.now() - record.rotated_at >= grace:
+        return None
+    successor = state.refresh_tokens.get(record.successor)
+    if successor is None or not successor.active:
+        return None
+    return successor
 
 
 def _authorization_code(state: SimState, form: Mapping[str, str]) -> Issued:
@@ -224,7 +251,12 @@ def revoke_refresh_token(state: SimState, token: str) -> bool:
     """Kill one refresh token; access tokens it minted keep working (HubSpot's documented v1 behaviour)."""
     with state.lock:
         record = state.refresh_tokens.get(token)
-        if record is None or not record.active:
+        if record is None:
+            return False
+        if record.successor is not None:  # revoking a rotated-out token also ends its reuse grace
+            record.successor = None
+            state.touched()
+        if not record.active:
             return False
         record.active = False
         state.touched()

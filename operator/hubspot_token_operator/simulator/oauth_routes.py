@@ -59,6 +59,8 @@ def token_handler(generation: str):
             issued = oauth_grants.grant(state, form)
         except OAuthFailure as failure:
             return errors.oauth_error(failure)
+        if issued.reused:
+            sim(request).stats.record_reuse()
         with state.lock:
             body = bodies.token_response(issued.access, issued.refresh_token, state)
         return errors.json_response(body, headers={**limited, **_NO_STORE})

@@ -25,6 +25,7 @@ class RequestStats:
             self._requests: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
             self._hosts: dict[str, int] = defaultdict(int)
             self._total = 0
+            self._reuses = 0
 
     def record(self, route: str, outcome: str, host: str | None, generation: int | None = None) -> None:
         """Count one finished request; ``generation`` is ``self.generation`` as seen when it started."""
@@ -36,10 +37,16 @@ class RequestStats:
                 self._hosts[host] += 1
             self._total += 1
 
+    def record_reuse(self) -> None:
+        """A rotated-out refresh token was honoured within ``refresh_token_reuse_grace_seconds``."""
+        with self._lock:
+            self._reuses += 1
+
     def snapshot(self) -> dict:
         with self._lock:
             return {
                 "requests": {route: dict(by_status) for route, by_status in self._requests.items()},
                 "hosts": dict(self._hosts),
                 "total": self._total,
+                "refresh_token_reuses": self._reuses,
             }

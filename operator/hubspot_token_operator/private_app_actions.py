@@ -1,0 +1,238 @@
+"""Gather and act for a PrivateApp HubSpotToken; the decisions are in private_app_policies.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from . import conditions as cond
+from .durations import format_duration, to_rfc3339
+from .fingerprint import Fingerprinter
+from .kube import SecretView
+from .model import TokenSpec
+from .private_app_policies import PAObserved, maintenance
+from .publish import ours
+from .recording import Recorder
+from .revisions import bump
+from .runtime import Runtime
+from .secret_writer import publish_target
+from .status_model import TokenStatus
+from .verification import next_verify, verify_token
+
+ROTATION_ACCEPTED = "RotationAccepted"
+
+
+@dataclass(frozen=True)
+class PASnapshot:
+    body: dict
+    obs: PAObserved
+    source: SecretView | None
+    candidate: str | None
+    target: SecretView | None
+    published_value: str | None
+    previous_value: str | None  # while the overlap lasts
+    expected: dict[str, bytes]  # what the target should hold now
+
+    def __repr__(self) -> str:
+        return f"PASnapshot({self.body['metadata'].get('name')})"
+
+
+def _find(fps: Fingerprinter, want: str | None, *values: str | None) -> str | None:
+    if not want:
+        return None
+    return next((v for v in values if v and fps.of(v) == want), None)
+
+
+def values_for(spec: TokenSpec, token: str, previous: str | None, hub_id: int | None) -> dict[str, bytes]:
+    keys = spec.target.keys
+    values = {keys.token: token.encode()}
+    if previous is not None:
+        values[keys.previous_token] = previous.encode()
+    if hub_id is not None:
+        values[keys.hub_id] = str(hub_id).encode()
+    return values
+
+
+async def gather(rt: Runtime, body: dict, spec: TokenSpec, st: TokenStatus) -> PASnapshot:
+    ns, now, keys = body["metadata"]["namespace"], rt.clock.now(), spec.target.keys
+    ref = spec.private_app.token_secret_ref
+    source = await rt.kube.get_secret(ns, ref.name)
+    candidate = source.text(ref.key) if source else None
+    target = await rt.kube.get_secret(ns, spec.target.name)
+    in_target = (target.text(keys.token), target.text(keys.previous_token)) if target else (None, None)
+    fps, pa = rt.fingerprints, st.private_app
+    published = _find(fps, st.token_fingerprint, candidate, *in_target, rt.held.get(st.token_fingerprint))
+    previous = None
+    if pa.previous_fingerprint and pa.previous_until and now < pa.previous_until:
+        previous = _find(fps, pa.previous_fingerprint, in_target[1], in_target[0], rt.held.get(pa.previous_fingerprint))
+    expected = values_for(spec, published, previous, st.hub_id) if published else {}
+    matches = bool(target is not None and published) and (
+        fps.of_data(ours(set(expected) | {keys.previous_token}, target)) == fps.of_data(expected)
+    )
+    missing = None
+    if candidate is None:
+        missing = f"Secret {ref.name}" if source is None else f"key {ref.key} in Secret {ref.name}"
+    obs = PAObserved(
+        spec=spec, status=st, now=now, source_missing=missing,
+        candidate_fp=fps.of(candidate) if candidate else None,
+        published_known=published is not None, target_exists=target is not None, target_matches=matches,
+    )
+    return PASnapshot(body, obs, source, candidate, target, published, previous, expected)
+
+
+async def accept_or_reject(rt: Runtime, rec: Recorder, snap: PASnapshot) -> datetime | None:
+    """Verifies the candidate; publishes it (keeping the previous token for the overlap) or rejects it.
+    Returns when to look again after a publish or a transient failure; None to go on to maintenance."""
+    o, spec, now = snap.obs, snap.obs.spec, snap.obs.now
+    v = await verify_token(rt, spec, snap.candidate)
+    pa = dict(rec.value("privateApp") or {}, sourceVersion=snap.source.resource_version)
+    if v.verdict == "transient":
+        pa["lastOutcome"] = "Pending"
+        rec.set_fields(privateApp=pa)
+        retry_after = None if v.retry_after is None else timedelta(seconds=v.retry_after)
+        return rec.failed("Verify", "VerifyFailed", v.message, retry_after=retry_after, event_reason="VerifyFailed")
+    if rec.st.last_failure_kind == "Verify":
+        rec.succeeded("Verified", "HubSpot answered the verification")
+    if v.verdict == "rejected":
+        kept = "the current token stays published" if o.published_fp else "no token is published"
+        pa.update(rejectedFingerprint=o.candidate_fp, lastOutcome="Rejected", lastOutcomeReason=v.reason,
+                  lastOutcomeMessage=f"{v.message}; {kept}")
+        rec.condition(ROTATION_ACCEPTED, False, v.reason, f"{v.message}; {kept}")
+        rec.event("Warning", "RotationRejected",
+                  f"new token (fingerprint {o.candidate_fp[:8]}) rejected: {v.message}; {kept}")
+        rec.set_fields(privateApp=pa)
+        return None
+    previous = snap.published_value if o.published_fp else None
+    values = values_for(spec, snap.candidate, previous, v.hub_id)
+    retry = await publish_target(rt, rec, spec, snap.body, values, snap.target)
+    if retry is not None:
+        return retry
+    keys = spec.target.keys
+    pa.update(publishedAt=to_rfc3339(now), lastVerifiedAt=to_rfc3339(now),
+              nextVerifyAt=to_rfc3339(next_verify(now, spec.private_app.verify_interval, snap.body["metadata"]["uid"])),
+              rejectedFingerprint=None, lastOutcome="Published", lastOutcomeReason="Verified", lastOutcomeMessage=None,
+              verified=True, verifyReason=None, verifyMessage=None)
+    if previous is not None:
+        until = now + spec.private_app.overlap
+        pa.update(previousFingerprint=o.published_fp, previousUntil=to_rfc3339(until), rotatedAt=to_rfc3339(now),
+                  overlapWarned=None)
+        rec.event("Normal", "Rotated",
+                  f"new token (fingerprint {o.candidate_fp[:8]}) verified and published; the previous token stays "
+                  f"under key {keys.previous_token} until {to_rfc3339(until)}")
+        rec.condition(cond.PREVIOUS_TOKEN_RETIRABLE, False, "ConsumersRestarting",
+                      "workloads may still use the previous token; do not expire it in HubSpot yet")
+    else:
+        pa.update(previousFingerprint=None, previousUntil=None, rotatedAt=None)
+        rec.event("Normal", "Published", f"token (fingerprint {o.candidate_fp[:8]}) verified and published")
+    revision = bump(rec.st.credential_revision, o.candidate_fp)
+    rec.set_fields(tokenFingerprint=o.candidate_fp, hubId=v.hub_id, appId=v.app_id, scopes=v.scopes,
+                   credentialRevision=revision, restartRevision=revision, lastRefreshTime=to_rfc3339(now),
+                   lastRefreshReason="Rotated" if previous is not None else "InitialIssue", privateApp=pa)
+    rec.condition(ROTATION_ACCEPTED, True, "Verified", f"token {o.candidate_fp[:8]} verified and published")
+    rec.condition(cond.VERIFIED, True, "Verified", "HubSpot accepted the token")
+    if spec.required_scopes:
+        rec.condition(cond.SCOPES_SATISFIED, True, "ScopesPresent", "the token carries every required scope")
+    rt.remember_published(previous)
+    return now  # the next pass maintains the new state (restore, verification, overlap)
+
+
+async def maintain(rt: Runtime, rec: Recorder, snap: PASnapshot) -> list[datetime]:
+    o, spec, now = snap.obs, snap.obs.spec, snap.obs.now
+    if not o.published_fp:
+        now_pa = rec.value("privateApp") or {}
+        if now_pa.get("lastOutcome") == "Rejected":
+            rec.facts.write_problem = (now_pa.get("lastOutcomeReason") or "RotationRejected",
+                                       now_pa.get("lastOutcomeMessage") or "the token was rejected")
+        return []
+    m = maintenance(o, cond.is_true(rec.conditions, cond.PREVIOUS_TOKEN_RETIRABLE))
+    pa = dict(rec.value("privateApp") or {})
+    keys = spec.target.keys
+    wake = list(m.wake)
+    rec.facts.target_present = o.target_matches
+    if m.restore:
+        remove = () if keys.previous_token in snap.expected else (keys.previous_token,)
+        retry = await publish_target(rt, rec, spec, snap.body, snap.expected, snap.target, remove=remove)
+        if retry is not None:
+            wake.append(retry)
+        elif not m.end_overlap:
+            what = "missing" if snap.target is None else "edited"
+            rec.event("Normal", "SecretRestored", f"target Secret {spec.target.name} was {what}; restored")
+            if rec.st.last_failure_kind == "Write":
+                rec.succeeded("SecretRestored", "the target Secret was written")
+    elif m.cannot_restore:
+        rec.facts.write_problem = (
+            "TargetSecretMissing",
+            f"target Secret {spec.target.name} does not hold the published token and the operator has no copy; "
+            f"put the published token back into Secret {spec.private_app.token_secret_ref.name} or rotate",
+        )
+    if m.end_overlap and rec.facts.target_present:
+        rec.event("Normal", "PreviousTokenDropped", f"overlap ended; key {keys.previous_token} removed")
+        pa.update(previousFingerprint=None, previousUntil=None, overlapWarned=None)
+        rec.condition(cond.PREVIOUS_TOKEN_RETIRABLE, True, "OverlapEnded", "the previous token is no longer published")
+    if m.warn_overlap:
+        rec.event("Warning", "OverlapEnding",
+                  f"the previous token leaves the Secret at {pa.get('previousUntil')} but workloads still run pods "
+                  "from before the rotation")
+        pa["overlapWarned"] = True
+    if m.verify and snap.published_value:
+        wake.append(await _reverify(rt, rec, snap, pa))
+    _age(rec, o, m)
+    rec.set_fields(privateApp=pa)
+    return wake
+
+
+async def _reverify(rt: Runtime, rec: Recorder, snap: PASnapshot, pa: dict) -> datetime:
+    o, spec, now = snap.obs, snap.obs.spec, snap.obs.now
+    v = await verify_token(rt, spec, snap.published_value)
+    nxt = next_verify(now, spec.private_app.verify_interval, snap.body["metadata"]["uid"])
+    if v.verdict == "transient":
+        return rec.failed("Verify", "VerifyFailed", v.message, event_reason="VerifyFailed")
+    pa.update(lastVerifiedAt=to_rfc3339(now), nextVerifyAt=to_rfc3339(nxt))
+    if v.verdict == "ok":
+        pa.update(verified=True, verifyReason=None, verifyMessage=None)
+        rec.condition(cond.VERIFIED, True, "Verified", "HubSpot accepted the token")
+        if rec.st.last_failure_kind == "Verify":
+            rec.succeeded("Verified", "last verification succeeded")
+        return nxt
+    reason = "TokenDeactivated" if v.reason == "InvalidToken" else v.reason
+    msg = (f"the published token no longer passes verification: {v.message}; rotate it in HubSpot and update "
+           f"Secret {spec.private_app.token_secret_ref.name}")
+    if o.status.private_app.verified is not False:
+        rec.event("Warning", "TokenInvalid", msg)
+    pa.update(verified=False, verifyReason=reason, verifyMessage=msg)
+    rec.condition(cond.VERIFIED, False, reason, msg)
+    return nxt
+
+
+def _age(rec: Recorder, o: PAObserved, m) -> None:
+    published_at, max_age = o.status.private_app.published_at, o.spec.private_app.max_age
+    if published_at is None:
+        return
+    age = o.now - published_at
+    if m.rotation_due:
+        if not cond.is_true(rec.conditions, cond.ROTATION_DUE):
+            rec.event("Warning", "RotationDue",
+                      f"the token is {format_duration(age)} old (maxAge {format_duration(max_age)}); rotate it in HubSpot")
+        rec.condition(cond.ROTATION_DUE, True, "MaxAgeExceeded",
+                      f"token published {format_duration(age)} ago; maxAge is {format_duration(max_age)}")
+    else:
+        rec.condition(cond.ROTATION_DUE, False, "WithinMaxAge", f"rotation due in {format_duration(max_age - age)}")
+
+
+async def rebase(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpec) -> datetime:
+    """The fingerprint key was lost or replaced: fingerprint what the target holds now, as published."""
+    target = await rt.kube.get_secret(body["metadata"]["namespace"], spec.target.name)
+    keys, fps = spec.target.keys, rt.fingerprints
+    token = target.text(keys.token) if target else None
+    previous = target.text(keys.previous_token) if target else None
+    pa = dict(rec.value("privateApp") or {}, rejectedFingerprint=None)
+    pa["previousFingerprint"] = fps.of(previous) if previous and pa.get("previousFingerprint") else None
+    rec.set_fields(
+        fingerprintKeyId=fps.key_id,
+        tokenFingerprint=fps.of(token) if token else None,
+        secretMAC=fps.of_data(ours(set(values_for(spec, token, previous, rec.st.hub_id)) | {keys.previous_token}, target))
+        if token else None,
+        privateApp=pa,
+    )
+    rec.event("Normal", "FingerprintsRecomputed", "status fingerprints were recomputed with the current key")
+    return rec.now

@@ -1,0 +1,289 @@
+"""An in-process fake of `hubspot_token_operator.kube.Kube` for flow tests.
+
+Same async methods, same return types (Secrets as `SecretView`, everything else as plain dicts), and
+API-server behaviour where the operator depends on it: resourceVersion compare-and-swap (409), 404 for
+absent objects, 409 AlreadyExists on create, 422 when replacing the data of an `immutable: true` Secret,
+JSON merge patch for status and workloads. Errors are `kubernetes.client.ApiException`.
+
+Tests script the world with the plain (non-async, unlogged) helpers: put_secret, drop_secret,
+add_token, edit_token, add_workload. Operator calls are logged in `calls` as (method, namespace, name).
+
+Fault injection:
+- fail(method, status, times=1, when=None): the next `times` matching calls raise (times=None: every
+  one); `when(namespace, name)` narrows which calls match.
+- hang(method, when=None): matching calls wait until release(method) (deadline / crash-halfway tests).
+- heal(): no more faults or hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import uuid
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+from kubernetes.client import ApiException
+
+from hubspot_token_operator.kube import SecretView
+
+Pred = Callable[[str, str], bool]
+REASONS = {403: "Forbidden", 404: "Not Found", 409: "Conflict", 422: "Unprocessable Entity", 500: "Internal Server Error"}
+
+
+class Call(NamedTuple):
+    method: str
+    namespace: str
+    name: str
+
+
+@dataclass
+class _Rule:
+    method: str
+    when: Pred | None
+    status: int = 0
+    times: int | None = None
+    released: asyncio.Event | None = None
+
+    def matches(self, method: str, ns: str, name: str) -> bool:
+        return self.method == method and (self.when is None or self.when(ns, name))
+
+
+def api_error(status: int, reason: str | None = None) -> ApiException:
+    return ApiException(status=status, reason=reason or REASONS.get(status, "Error"))
+
+
+def merge_patch(target, patch):
+    """RFC 7386: dicts merge recursively, None deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+def selector_matches(selector: str, labels: dict[str, str]) -> bool:
+    """Equality-based label selectors: `a=b`, `a==b`, `a!=b`, `a`, `!a`, comma-separated."""
+    for part in (p.strip() for p in selector.split(",")):
+        if not part:
+            continue
+        if "!=" in part:
+            k, v = (s.strip() for s in part.split("!=", 1))
+            ok = labels.get(k) != v
+        elif "=" in part:
+            k, v = (s.strip() for s in part.replace("==", "=").split("=", 1))
+            ok = labels.get(k) == v
+        elif part.startswith("!"):
+            ok = part[1:].strip() not in labels
+        else:
+            ok = part in labels
+        if not ok:
+            return False
+    return True
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.secrets: dict[tuple[str, str], SecretView] = {}
+        self.immutable: set[tuple[str, str]] = set()
+        self.tokens: dict[tuple[str, str], dict] = {}
+        self.workloads: dict[tuple[str, str, str], dict] = {}
+        self.events: list[dict] = []
+        self.calls: list[Call] = []
+        self._rv = itertools.count(100)
+        self._faults: list[_Rule] = []
+        self._hangs: list[_Rule] = []
+
+    # ---- fault injection and the call log ----------------------------------------------------------
+
+    def fail(self, method: str, status: int, times: int | None = 1, when: Pred | None = None) -> None:
+        self._faults.append(_Rule(method, when, status, times))
+
+    def hang(self, method: str, when: Pred | None = None) -> None:
+        self._hangs.append(_Rule(method, when, released=asyncio.Event()))
+
+    def release(self, method: str) -> None:
+        for rule in [h for h in self._hangs if h.method == method]:
+            rule.released.set()
+            self._hangs.remove(rule)
+
+    def heal(self) -> None:
+        """Drops every fault and releases every hang (the outage is over)."""
+        self._faults.clear()
+        for method in {h.method for h in self._hangs}:
+            self.release(method)
+
+    def count(self, method: str | None = None, name: str | None = None) -> int:
+        return sum(1 for c in self.calls if method in (None, c.method) and name in (None, c.name))
+
+    async def _enter(self, method: str, ns: str, name: str) -> None:
+        self.calls.append(Call(method, ns, name))
+        for rule in list(self._faults):
+            if rule.matches(method, ns, name):
+                if rule.times is not None:
+                    rule.times -= 1
+                    if rule.times <= 0:
+                        self._faults.remove(rule)
+                raise api_error(rule.status)
+        for rule in list(self._hangs):
+            if rule.matches(method, ns, name):
+                await rule.released.wait()
+
+    def _next_rv(self) -> str:
+        return str(next(self._rv))
+
+    # ---- Secrets -------------------------------------------------------------------------------------
+
+    def put_secret(self, ns: str, name: str, data: dict, immutable: bool = False, labels: dict | None = None) -> SecretView:
+        """Test-side create-or-overwrite (a person with kubectl); not logged, no faults."""
+        raw = {k: v.encode() if isinstance(v, str) else v for k, v in data.items()}
+        body = {"metadata": {"name": name, "labels": labels or {}}, "data": raw, "immutable": immutable}
+        return self._store(ns, body)
+
+    def drop_secret(self, ns: str, name: str) -> None:
+        self.secrets.pop((ns, name), None)
+        self.immutable.discard((ns, name))
+
+    def text(self, ns: str, name: str, key: str) -> str | None:
+        s = self.secrets.get((ns, name))
+        return s.text(key) if s else None
+
+    def _store(self, ns: str, body: dict) -> SecretView:
+        md = body.get("metadata") or {}
+        view = SecretView(
+            name=md["name"], namespace=ns, data=dict(body.get("data") or {}), resource_version=self._next_rv(),
+            labels=dict(md.get("labels") or {}), annotations=dict(md.get("annotations") or {}),
+            owner_refs=[dict(o) for o in md.get("ownerReferences") or []], type=body.get("type") or "Opaque",
+        )
+        self.secrets[(ns, view.name)] = view
+        (self.immutable.add if body.get("immutable") else self.immutable.discard)((ns, view.name))
+        return copy.deepcopy(view)
+
+    async def get_secret(self, namespace: str, name: str) -> SecretView | None:
+        await self._enter("get_secret", namespace, name)
+        found = self.secrets.get((namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    async def list_secrets(self, namespace: str, label_selector: str) -> list[SecretView]:
+        await self._enter("list_secrets", namespace, label_selector)
+        return [copy.deepcopy(s) for (ns, _), s in sorted(self.secrets.items())
+                if ns == namespace and selector_matches(label_selector, s.labels)]
+
+    async def create_secret(self, namespace: str, body: dict) -> SecretView:
+        name = body["metadata"]["name"]
+        await self._enter("create_secret", namespace, name)
+        if (namespace, name) in self.secrets:
+            raise api_error(409, "AlreadyExists")
+        return self._store(namespace, body)
+
+    async def replace_secret(self, namespace: str, name: str, body: dict) -> SecretView:
+        await self._enter("replace_secret", namespace, name)
+        old = self.secrets.get((namespace, name))
+        if old is None:
+            raise api_error(404)
+        rv = (body.get("metadata") or {}).get("resourceVersion")
+        if rv and rv != old.resource_version:
+            raise api_error(409)
+        if (namespace, name) in self.immutable and (body.get("data") != old.data or not body.get("immutable")):
+            raise api_error(422)  # "field is immutable when `immutable` is set"
+        return self._store(namespace, body)
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        await self._enter("delete_secret", namespace, name)
+        if (namespace, name) not in self.secrets:
+            raise api_error(404)
+        self.drop_secret(namespace, name)
+
+    # ---- HubSpotTokens -------------------------------------------------------------------------------
+
+    def add_token(self, ns: str, body: dict) -> dict:
+        obj = copy.deepcopy(body)
+        md = obj.setdefault("metadata", {})
+        md.update(namespace=ns, resourceVersion=self._next_rv())
+        md.setdefault("uid", str(uuid.uuid4()))
+        md.setdefault("generation", 1)
+        self.tokens[(ns, md["name"])] = obj
+        return copy.deepcopy(obj)
+
+    def edit_token(self, ns: str, name: str, patch: dict) -> dict:
+        """A user's merge patch of metadata/spec; spec changes bump metadata.generation."""
+        obj = self.tokens[(ns, name)]
+        new = merge_patch(obj, patch)
+        if new.get("spec") != obj.get("spec"):
+            new["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
+        new["metadata"]["resourceVersion"] = self._next_rv()
+        self.tokens[(ns, name)] = new
+        return copy.deepcopy(new)
+
+    def token(self, ns: str, name: str) -> dict:
+        return copy.deepcopy(self.tokens[(ns, name)])
+
+    async def patch_status(self, namespace: str, name: str, status: dict) -> dict:
+        await self._enter("patch_status", namespace, name)
+        obj = self.tokens.get((namespace, name))
+        if obj is None:
+            raise api_error(404)
+        obj["status"] = merge_patch(obj.get("status") or {}, status)
+        obj["metadata"]["resourceVersion"] = self._next_rv()
+        return copy.deepcopy(obj)
+
+    # ---- Events --------------------------------------------------------------------------------------
+
+    async def post_event(self, body: dict, type_: str, reason: str, message: str) -> None:
+        md = body.get("metadata", {})
+        try:
+            await self._enter("post_event", md.get("namespace"), md.get("name"))
+        except ApiException:
+            return  # like Kube.post_event: logged, never raised
+        self.events.append({"namespace": md.get("namespace"), "name": md.get("name"), "type": type_,
+                            "reason": reason, "message": message})
+
+    def reasons(self, name: str, type_: str | None = None) -> list[str]:
+        return [e["reason"] for e in self.events if e["name"] == name and type_ in (None, e["type"])]
+
+    # ---- workloads -----------------------------------------------------------------------------------
+
+    def add_workload(self, ns: str, kind: str, name: str, labels: dict | None = None, replicas: int = 1) -> dict:
+        """A workload whose controller converges at once (status follows every spec change)."""
+        obj = {"apiVersion": "argoproj.io/v1alpha1" if kind == "Rollout" else "apps/v1", "kind": kind,
+               "metadata": {"name": name, "namespace": ns, "labels": labels or {}, "generation": 1,
+                            "resourceVersion": self._next_rv()},
+               "spec": {"replicas": replicas, "template": {"metadata": {"labels": {"app": name}}}}}
+        self.workloads[(ns, kind, name)] = self._converge(obj)
+        return copy.deepcopy(obj)
+
+    @staticmethod
+    def _converge(obj: dict) -> dict:
+        n = obj["spec"].get("replicas", 1)
+        obj["status"] = {"observedGeneration": obj["metadata"]["generation"], "replicas": n,
+                         "updatedReplicas": n, "availableReplicas": n, "readyReplicas": n}
+        return obj
+
+    async def get_workload(self, namespace: str, kind: str, name: str) -> dict | None:
+        await self._enter("get_workload", namespace, name)
+        found = self.workloads.get((namespace, kind, name))
+        return copy.deepcopy(found) if found else None
+
+    async def list_workloads(self, namespace: str, kind: str) -> list[dict]:
+        await self._enter("list_workloads", namespace, kind)
+        return [copy.deepcopy(w) for (ns, k, _), w in sorted(self.workloads.items()) if ns == namespace and k == kind]
+
+    async def patch_workload(self, namespace: str, kind: str, name: str, patch: dict) -> None:
+        await self._enter("patch_workload", namespace, name)
+        obj = self.workloads.get((namespace, kind, name))
+        if obj is None:
+            raise api_error(404)
+        patch = copy.deepcopy(patch)
+        rv = (patch.get("metadata") or {}).pop("resourceVersion", None)
+        if rv and rv != obj["metadata"]["resourceVersion"]:
+            raise api_error(409)
+        new = merge_patch(obj, patch)
+        if new.get("spec") != obj.get("spec"):
+            new["metadata"]["generation"] += 1
+        new["metadata"]["resourceVersion"] = self._next_rv()
+        self.workloads[(namespace, kind, name)] = self._converge(new)

@@ -1,0 +1,535 @@
+"""Every flow end to end in-process: controller.reconcile against FakeKube and the HubSpot simulator.
+
+Time is explicit: the operator's clock is frozen and moves only with `World.advance`, which moves the
+simulator's clock by the same amount. `passes` runs reconciles the way the work queue would (optionally
+jumping to the wake-up time each pass asked for). A "crash" is a new Runtime on the same FakeKube, clock
+and fingerprint key, with empty caches.
+
+Each row is one scenario; ids name the finding they cover. Scenarios gather problems and assert once,
+so a failure names everything that went wrong. Assertions are on observable effects only: Secrets,
+status, Events, calls counted by the fake and by the simulator's /_sim/stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import types
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import partial
+
+import httpx
+import pytest
+
+from hubspot_token_operator import GROUP, VERSION, controller
+from hubspot_token_operator.clock import Clock
+from hubspot_token_operator.durations import from_rfc3339, to_rfc3339
+from hubspot_token_operator.fingerprint import Fingerprinter
+from hubspot_token_operator.runtime import Runtime
+from hubspot_token_operator.settings import Settings
+from hubspot_token_operator.simulator import SimControl
+
+from .conftest import HUB_ID, Grant
+from .fakekube import FakeKube
+
+NS = "sales"
+KEY = b"k" * 32
+SCOPES = ["oauth", "crm.objects.contacts.read"]
+REFRESH_REQUEST = "hubspot-operator.dev/refresh-requested-at"
+TOKEN_INFO = "POST /oauth/v2/private-apps/get/access-token-info"
+
+pytestmark = pytest.mark.timeout(60)
+
+
+# ---- the world: simulator, fake API server, one clock -----------------------------------------------
+
+
+class SimTime(Clock):
+    """The operator's clock, frozen except through advance(), which moves the simulator's clock too."""
+
+    def __init__(self, sim: SimControl) -> None:
+        super().__init__()
+        self.sim = sim
+        self.start = datetime.fromtimestamp(math.floor(sim.now()), timezone.utc)
+
+    def now(self) -> datetime:
+        return self.start + self.offset
+
+    def advance(self, seconds: float) -> None:
+        seconds = math.ceil(seconds)
+        if seconds > 0:
+            self.sim.advance(seconds)
+            self.set_offset(self.offset + timedelta(seconds=seconds))
+
+    def advance_to(self, when: datetime) -> None:
+        self.advance((when - self.now()).total_seconds())
+
+
+@dataclass
+class Pass:
+    now: datetime  # operator time when the pass started
+    wake: datetime | None  # what reconcile asked for
+    error: BaseException | None  # what it raised (the work queue would log it and retry)
+    body: dict  # the stored HubSpotToken afterwards
+
+    @property
+    def delay(self) -> float | None:
+        return None if self.wake is None else (self.wake - self.now).total_seconds()
+
+    @property
+    def status(self) -> dict:
+        return self.body.get("status") or {}
+
+
+async def passes(rt: Runtime, key: tuple[str, str], n: int = 1, *, follow: bool = False, before=None) -> list[Pass]:
+    """n reconciles of `key`. Each starts from the stored object (rt.remember, as a watch event would).
+    follow=True: before each later pass, time jumps to the wake-up the previous pass asked for.
+    before(i): a hook run before pass i (edit objects, inject faults, advance time)."""
+    out: list[Pass] = []
+    for i in range(n):
+        if i and follow and out[-1].wake is not None:
+            rt.clock.advance_to(out[-1].wake)
+        if before is not None:
+            before(i)
+        rt.remember(rt.kube.token(*key))
+        now = rt.clock.now()
+        try:
+            wake, error = await controller.reconcile(rt, key), None
+        except Exception as e:  # noqa: BLE001 - recorded, like the work queue does
+            wake, error = None, e
+        out.append(Pass(now, wake, error, rt.kube.token(*key)))
+    return out
+
+
+@dataclass
+class World:
+    sim: SimControl
+    url: str
+    grant: Grant
+    kube: FakeKube
+    clock: SimTime
+    runtimes: list[Runtime] = field(default_factory=list)
+
+    def runtime(self, key: bytes = KEY) -> Runtime:
+        settings = Settings(
+            hubspot_base_url=self.url, refreshes_per_second_per_app=1000.0, metrics_port=0, rollout_poll_seconds=5.0
+        )
+        rt = Runtime(settings=settings, kube=self.kube, clock=self.clock, fingerprints=Fingerprinter(key))
+        self.runtimes.append(rt)
+        return rt
+
+    crash = runtime  # a crash: the old Runtime and its caches are gone; API server, clock and key remain
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    def advance_to_refresh(self, name: str) -> None:
+        """Just past status.nextRefreshAt (which is stored truncated to whole seconds)."""
+        self.clock.advance_to(from_rfc3339(self.status(name)["nextRefreshAt"]) + timedelta(seconds=1))
+
+    # ---- objects -------------------------------------------------------------------------------------
+
+    def oauth(self, name: str = "crm-sync", target: str = "crm-hubspot", rotating: bool = False,
+              refresh_token: str | None = None, creation_policy: str = "Owner", **spec) -> tuple[str, str]:
+        if rotating:
+            self.sim.configure(refresh_token_mode="rotating")
+        self.kube.put_secret(NS, "hubspot-app", {"client_id": self.grant.client_id, "client_secret": self.grant.client_secret})
+        self.kube.put_secret(NS, f"{name}-install", {"refresh_token": refresh_token or self.grant.refresh_token})
+        self.kube.add_token(NS, _token(name, {
+            "type": "OAuth", "hubId": HUB_ID, "requiredScopes": ["crm.objects.contacts.read"],
+            "oauth": {"clientSecretRef": {"name": "hubspot-app"}, "refreshTokenSecretRef": {"name": f"{name}-install"}},
+            "target": {"name": target, "creationPolicy": creation_policy}, **spec,
+        }))
+        return NS, name
+
+    def private_app(self, name: str = "reporting", target: str = "reporting-hubspot", **spec):
+        app = self.sim.create_private_app(HUB_ID, scopes=["crm.objects.contacts.read"])
+        self.kube.put_secret(NS, f"{name}-source", {"token": app.token})
+        pa = {"tokenSecretRef": {"name": f"{name}-source"}, **spec.pop("privateApp", {})}
+        self.kube.add_token(NS, _token(name, {
+            "type": "PrivateApp", "hubId": HUB_ID, "privateApp": pa, "target": {"name": target}, **spec,
+        }))
+        return (NS, name), app
+
+    def set_source(self, name: str, token: str) -> None:
+        self.kube.put_secret(NS, f"{name}-source", {"token": token})
+
+    def request_refresh(self, name: str) -> None:
+        self.kube.edit_token(NS, name, {"metadata": {"annotations": {REFRESH_REQUEST: uuid.uuid4().hex}}})
+
+    # ---- observations --------------------------------------------------------------------------------
+
+    def status(self, name: str) -> dict:
+        return self.kube.token(NS, name).get("status") or {}
+
+    def cond(self, name: str, ctype: str) -> dict:
+        return _cond(self.status(name), ctype)
+
+    def refresh_token_live(self, value: str | None) -> bool:
+        """Whether HubSpot still accepts a refresh token (a metadata GET: does not consume it)."""
+        return bool(value) and httpx.get(f"{self.url}/oauth/v1/refresh-tokens/{value}").status_code == 200
+
+    def token_calls(self) -> int:
+        return sum(sum(by.values()) for route, by in self.sim.stats()["requests"].items()
+                   if route.startswith("POST /oauth/") and route.endswith("/token"))
+
+
+def _token(name: str, spec: dict) -> dict:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HubSpotToken", "metadata": {"name": name}, "spec": spec}
+
+
+def _cond(status: dict, ctype: str) -> dict:
+    return next((c for c in status.get("conditions") or [] if c["type"] == ctype), {})
+
+
+def named(name: str):
+    return lambda ns, n: n == name
+
+
+@pytest.fixture
+def world(sim: SimControl, sim_url: str, grant: Grant) -> World:
+    return World(sim=sim, url=sim_url, grant=grant, kube=FakeKube(), clock=SimTime(sim))
+
+
+def check(problems: list[str]) -> None:
+    assert not problems, "; ".join(problems)
+
+
+# ---- F1: a failed refresh-token write-back must not lose a rotated refresh token ---------------------
+
+
+async def f1_write_back_fails(w: World, status: int | None) -> None:
+    key = w.oauth(rotating=True)
+    if status is not None:
+        w.kube.fail("replace_secret", status, times=1, when=named("crm-sync-install"))
+    rt = w.runtime()
+    ps = await passes(rt, key, 2, follow=True)
+    w.request_refresh("crm-sync")
+    ps += await passes(rt, key, 1)
+    problems = []
+    if any(_cond(p.status, "ReauthRequired").get("status") == "True" for p in ps):
+        problems.append("went ReauthRequired")
+    if not w.refresh_token_live(w.kube.text(NS, "crm-sync-install", "refresh_token")):
+        problems.append("refresh-token Secret holds a refresh token HubSpot no longer accepts")
+    if w.cond("crm-sync", "Ready").get("status") != "True":
+        problems.append(f"not Ready after 3 passes: {w.cond('crm-sync', 'Ready').get('reason')}")
+    check(problems)
+
+
+# ---- F3: a rejected candidate must not switch off drift repair, verification and the overlap end ----
+
+
+async def f3_rejected_candidate(w: World, then: str) -> None:
+    key, app = w.private_app(privateApp={"overlap": "1h", "verifyInterval": "10m"})
+    rt = w.runtime()
+    await passes(rt, key)  # T1 published
+    t1 = app.token
+    t2 = w.sim.rotate_private_app(app.app_id, expire="later")
+    w.set_source("reporting", t2)
+    await passes(rt, key)  # T2 published, T1 kept as previous until +1h
+    assert w.kube.text(NS, "reporting-hubspot", "previous_access_token") == t1, "setup: rotation did not happen"
+    w.set_source("reporting", "pat-na1-" + str(uuid.uuid4()))  # a token HubSpot does not know
+    await passes(rt, key)
+    assert w.status("reporting")["privateApp"].get("lastOutcome") == "Rejected", "setup: bogus token not rejected"
+
+    problems = []
+    if then == "verify":
+        before = w.status("reporting")["privateApp"].get("lastVerifiedAt")
+        w.advance(11 * 60)
+        w.sim.reset_stats()
+        await passes(rt, key)
+        after = w.status("reporting")["privateApp"].get("lastVerifiedAt")
+        if w.sim.count(TOKEN_INFO) == 0 or after == before:
+            problems.append("verifyInterval passed but the published token was not re-verified")
+    elif then == "overlap-end":
+        w.advance(61 * 60)
+        await passes(rt, key)
+        if w.kube.text(NS, "reporting-hubspot", "previous_access_token") is not None:
+            problems.append("overlap ended but the previous token is still in the target Secret")
+    else:  # target deleted, with or without an operator restart in between
+        w.kube.drop_secret(NS, "reporting-hubspot")
+        if then == "target-deleted-after-crash":
+            rt = w.crash()
+        await passes(rt, key)
+        restored = w.kube.text(NS, "reporting-hubspot", "access_token") == t2
+        ready = w.cond("reporting", "Ready")
+        if not restored and not (ready.get("status") == "False" and ready.get("reason")):
+            problems.append(f"target Secret left deleted while Ready={ready.get('status')} ({ready.get('reason')})")
+    check(problems)
+
+
+# ---- F4: backoff grows on every failure path ---------------------------------------------------------
+
+
+def _grows(ps: list[Pass]) -> list[str]:
+    problems = []
+    delays = [p.delay for p in ps]
+    attempts = [p.status.get("failedAttempts") for p in ps]
+    if any(d is None for d in delays) or any(b <= a for a, b in zip(delays, delays[1:])):
+        problems.append(f"retry delays do not grow: {delays}")
+    if any(not isinstance(a, int) for a in attempts) or any(b <= a for a, b in zip(attempts, attempts[1:])):
+        problems.append(f"status.failedAttempts does not grow: {attempts}")
+    return problems
+
+
+async def f4_target_write_fails(w: World, flow: str) -> None:
+    if flow == "oauth":
+        key, target = w.oauth(), "crm-hubspot"
+    else:
+        (key, _), target = w.private_app(), "reporting-hubspot"
+    w.kube.fail("create_secret", 500, times=None, when=named(target))
+    check(_grows(await passes(w.runtime(), key, 4, follow=True)))
+
+
+async def f4_write_back_fails(w: World) -> None:
+    key = w.oauth(rotating=True)
+    w.kube.fail("replace_secret", 500, times=None, when=named("crm-sync-install"))
+    check(_grows(await passes(w.runtime(), key, 4, follow=True)))
+
+
+# ---- F5: whoever wakes a token for a workload event agrees with whom the rollout restarts ------------
+
+
+async def f5_wake_matches_restart(w: World, selector: dict, labels: dict) -> None:
+    from hubspot_token_operator import handlers, operator_main
+
+    key, app = w.private_app(rollout={"selector": selector, "delay": "0s"})
+    w.kube.add_workload(NS, "Deployment", "web", labels=labels)
+    rt = w.runtime()
+    await passes(rt, key)
+    w.set_source("reporting", w.sim.rotate_private_app(app.app_id))
+    await passes(rt, key)
+    restarted = w.kube.count("patch_workload", "web") > 0
+
+    woken: list = []
+    saved = operator_main._current
+    operator_main.install(types.SimpleNamespace(
+        runtime=rt, queue=types.SimpleNamespace(schedule=lambda k, at=None: woken.append(k))))
+    try:  # the watch handler Kopf calls for a Deployment event
+        handlers.deployment_event(namespace=NS, name="web", labels=labels, tokens_by_namespace={NS: ["reporting"]})
+    finally:
+        operator_main.install(saved)
+    check([] if bool(woken) == restarted else
+          [f"a Deployment event {'wakes' if woken else 'does not wake'} the token, "
+           f"but the rollout {'restarts' if restarted else 'does not restart'} the Deployment"])
+
+
+# ---- F8: a failing restore is not a hot loop ---------------------------------------------------------
+
+
+async def f8_immutable_target(w: World, flow: str) -> None:
+    if flow == "oauth":
+        key, target = w.oauth(), "crm-hubspot"
+    else:
+        (key, _), target = w.private_app(), "reporting-hubspot"
+    rt = w.runtime()
+    await passes(rt, key)
+    assert w.kube.text(NS, target, "access_token"), "setup: nothing published"
+    # Someone deletes the target and recreates it by hand, immutable.
+    w.kube.drop_secret(NS, target)
+    w.kube.put_secret(NS, target, {"access_token": "hand-made"}, immutable=True)
+    seen = len(w.kube.events)
+    ps = await passes(rt, key, 4, follow=True)
+    problems = []
+    delays = [p.delay for p in ps]
+    if any(d is None or d < 1 for d in delays) or any(b < a for a, b in zip(delays, delays[1:])):
+        problems.append(f"restore retries do not back off: delays {delays}")
+    warnings = [e["reason"] for e in w.kube.events[seen:] if e["type"] == "Warning"]
+    repeated = sorted({r for r in warnings if warnings.count(r) > 1})
+    if repeated:
+        problems.append(f"Warning Events repeat every pass: {warnings}")
+    check(problems)
+
+
+# ---- F10: a long Retry-After must not let Ready outlive the published token --------------------------
+
+
+async def f10_retry_after_past_expiry(w: World) -> None:
+    key = w.oauth()
+    rt = w.runtime()
+    await passes(rt, key)
+    expires = from_rfc3339(w.status("crm-sync")["expiresAt"])
+    w.sim.add_fault("rate_limit", path="/oauth/", retry_after=86400)
+    w.advance_to_refresh("crm-sync")
+    [p] = await passes(rt, key)
+    assert w.status("crm-sync").get("lastFailureReason"), "setup: the refresh did not fail"
+    problems = []
+    if p.wake is None or p.wake > expires:
+        problems.append(f"asks to be woken at {to_rfc3339(p.wake)}, after the token expires at {to_rfc3339(expires)}")
+    w.clock.advance_to(expires + timedelta(seconds=1))
+    await passes(rt, key)
+    if w.cond("crm-sync", "Ready").get("status") != "False":
+        problems.append("Ready stays True after the published token expired")
+    check(problems)
+
+
+# ---- F11: crashes between writes ---------------------------------------------------------------------
+
+
+async def f11a_rotation_crash(w: World, how: str) -> None:
+    key, app = w.private_app()
+    rt = w.runtime()
+    await passes(rt, key)
+    t1, t2 = app.token, w.sim.rotate_private_app(app.app_id)
+    w.set_source("reporting", t2)
+    after_target_write = lambda ns, n: n == "reporting" and w.kube.count("replace_secret", "reporting-hubspot") > 0  # noqa: E731
+    if how == "fail":
+        w.kube.fail("patch_status", 500, when=after_target_write)
+        await passes(rt, key)
+    else:
+        w.kube.hang("patch_status", when=after_target_write)
+        try:
+            await asyncio.wait_for(passes(rt, key), 0.5)  # the process dies while the status write hangs
+        except asyncio.TimeoutError:
+            pass
+    w.kube.heal()
+    assert w.kube.text(NS, "reporting-hubspot", "access_token") == t2, "setup: the target was not written"
+    await passes(w.crash(), key)
+    problems = []
+    if w.kube.text(NS, "reporting-hubspot", "previous_access_token") != t1:
+        problems.append("after the restart the previous token is gone from the target Secret")
+    if not w.status("reporting").get("privateApp", {}).get("previousUntil"):
+        problems.append("status.privateApp.previousUntil not set")
+    check(problems)
+
+
+async def f11b_write_back_crash(w: World) -> None:
+    key = w.oauth(rotating=True, rollout={"targets": [{"kind": "Deployment", "name": "crm-sync"}], "delay": "0s"})
+    w.kube.add_workload(NS, "Deployment", "crm-sync")
+    rt = w.runtime()
+    await passes(rt, key)
+    assert w.cond("crm-sync", "Ready").get("status") == "True", "setup: not published"
+    w.advance_to_refresh("crm-sync")
+    old = w.kube.text(NS, "crm-sync-install", "refresh_token")
+    w.kube.fail("patch_status", 500,
+                when=lambda ns, n: n == "crm-sync" and w.kube.count("replace_secret", "crm-sync-install") > 0)
+    await passes(rt, key)  # the due refresh; its status write fails
+    w.kube.heal()
+    assert w.kube.text(NS, "crm-sync-install", "refresh_token") != old, "setup: no refresh-token write-back"
+    await passes(w.crash(), key, 2)
+    problems = []
+    if w.kube.count("patch_workload"):
+        problems.append(f"{w.kube.count('patch_workload')} workload restart(s) for a routine refresh")
+    if w.token_calls() != 2:
+        problems.append(f"{w.token_calls()} HubSpot token calls, 2 were due")
+    if w.cond("crm-sync", "ReauthRequired").get("status") == "True":
+        problems.append("went ReauthRequired")
+    check(problems)
+
+
+async def f11c_lost_fingerprint_key(w: World, flow: str) -> None:
+    rollout = {"targets": [{"kind": "Deployment", "name": "consumer"}], "delay": "0s"}
+    if flow == "oauth":
+        key = w.oauth(rollout=rollout)
+    else:
+        key, _ = w.private_app(rollout=rollout)
+    w.kube.add_workload(NS, "Deployment", "consumer")
+    await passes(w.runtime(), key)
+    assert not w.kube.count("patch_workload"), "setup: restarted on first publish"
+    w.advance(60)
+    w.sim.reset_stats()
+    await passes(w.crash(key=b"j" * 32), key, 2)
+    problems = []
+    if flow == "oauth" and w.token_calls():
+        problems.append(f"{w.token_calls()} HubSpot token call(s) for a token not due")
+    if w.kube.count("patch_workload"):
+        problems.append(f"{w.kube.count('patch_workload')} workload restart(s) without a credential change")
+    check(problems)
+
+
+# ---- F12: two tokens, one target Secret --------------------------------------------------------------
+
+
+async def f12_shared_target(w: World) -> None:
+    a = w.oauth("owner-token", target="shared-hubspot")
+    second = w.sim.install(w.grant.client_id, HUB_ID, SCOPES)
+    b = w.oauth("adopt-token", target="shared-hubspot", refresh_token=second, creation_policy="Adopt")
+    rt = w.runtime()
+    for _ in range(3):
+        writes = w.kube.count("create_secret", "shared-hubspot") + w.kube.count("replace_secret", "shared-hubspot")
+        await passes(rt, a)
+        await passes(rt, b)
+    last_round = w.kube.count("create_secret", "shared-hubspot") + w.kube.count("replace_secret", "shared-hubspot") - writes
+    ready = {n: w.cond(n, "Ready") for n in ("owner-token", "adopt-token")}
+    problems = []
+    if last_round:
+        problems.append(f"ownership still flips: {last_round} target writes in the third round")
+    refused = [n for n, c in ready.items() if c.get("status") == "False"]
+    if len(refused) != 1 or not ready[refused[0]].get("reason") or "shared-hubspot" not in ready[refused[0]].get("message", ""):
+        problems.append("expected exactly one token refused with a reason naming Secret shared-hubspot, got "
+                        + ", ".join(f"{n} Ready={c.get('status')} ({c.get('reason')})" for n, c in ready.items()))
+    else:
+        winner = next(n for n in ready if n not in refused)
+        held = w.kube.text(NS, "shared-hubspot", "access_token")
+        if rt.fingerprints.of(held or "") != w.status(winner).get("tokenFingerprint"):
+            problems.append(f"{winner} is Ready but the Secret does not hold its token")
+    check(problems)
+
+
+# ---- a reconcile that raises leaves a condition saying why -------------------------------------------
+
+
+async def raising_reconcile(w: World, flow: str, method: str) -> None:
+    if flow == "oauth":
+        key = w.oauth()
+    else:
+        key, _ = w.private_app(rollout={"selector": {"matchLabels": {"uses-hubspot": "yes"}}})
+    w.kube.fail(method, 500, times=None)
+    [p] = await passes(w.runtime(), key)
+    st = p.status
+    ready, degraded = _cond(st, "Ready"), _cond(st, "Degraded")
+    said = (ready.get("status") == "False" and ready.get("reason")) or (
+        method != "get_secret" and degraded.get("status") == "True" and degraded.get("reason"))
+    check([] if said else [f"reconcile {'raised ' + type(p.error).__name__ if p.error else 'returned'} "
+                           f"and left no condition saying why (conditions: {st.get('conditions')})"])
+
+
+ROWS = [
+    pytest.param(partial(f1_write_back_fails, status=None), id="F1-control-no-fault"),
+    pytest.param(partial(f1_write_back_fails, status=500), id="F1-write-back-500"),
+    pytest.param(partial(f1_write_back_fails, status=409), id="F1-write-back-409"),
+    pytest.param(partial(f1_write_back_fails, status=403), id="F1-write-back-403-admission"),
+    pytest.param(partial(f3_rejected_candidate, then="target-deleted"), id="F3-rejected-then-target-deleted"),
+    pytest.param(partial(f3_rejected_candidate, then="target-deleted-after-crash"), id="F3-rejected-then-target-deleted-after-crash"),
+    pytest.param(partial(f3_rejected_candidate, then="verify"), id="F3-rejected-still-verifies"),
+    pytest.param(partial(f3_rejected_candidate, then="overlap-end"), id="F3-rejected-still-ends-overlap"),
+    pytest.param(partial(f4_target_write_fails, flow="oauth"), id="F4-oauth-target-write"),
+    pytest.param(partial(f4_target_write_fails, flow="private-app"), id="F4-private-app-target-write"),
+    pytest.param(f4_write_back_fails, id="F4-refresh-token-write-back"),
+    pytest.param(partial(f5_wake_matches_restart, selector={"matchExpressions": [
+        {"key": "uses-hubspot", "operator": "In", "values": ["yes"]}]}, labels={"uses-hubspot": "yes"}),
+        id="F5-matchExpressions-In"),
+    pytest.param(partial(f5_wake_matches_restart, selector={"matchExpressions": [
+        {"key": "uses-hubspot", "operator": "Exists"}]}, labels={"uses-hubspot": "no"}), id="F5-matchExpressions-Exists"),
+    pytest.param(partial(f5_wake_matches_restart, selector={"matchLabels": {"team": "a"}, "matchExpressions": [
+        {"key": "tier", "operator": "NotIn", "values": ["batch"]}]}, labels={"team": "a", "tier": "batch"}),
+        id="F5-matchLabels-plus-NotIn-excluded"),
+    pytest.param(partial(f5_wake_matches_restart, selector={"matchLabels": {"uses-hubspot": "yes"}},
+                         labels={"uses-hubspot": "yes"}), id="F5-control-matchLabels"),
+    pytest.param(partial(f8_immutable_target, flow="oauth"), id="F8-oauth-immutable-target"),
+    pytest.param(partial(f8_immutable_target, flow="private-app"), id="F8-private-app-immutable-target"),
+    pytest.param(f10_retry_after_past_expiry, id="F10-retry-after-86400"),
+    pytest.param(partial(f11a_rotation_crash, how="fail"), id="F11a-status-write-fails-then-crash"),
+    pytest.param(partial(f11a_rotation_crash, how="hang"), id="F11a-status-write-hangs-then-crash"),
+    pytest.param(f11b_write_back_crash, id="F11b-crash-after-write-back"),
+    pytest.param(partial(f11c_lost_fingerprint_key, flow="oauth"), id="F11c-oauth-new-fingerprint-key"),
+    pytest.param(partial(f11c_lost_fingerprint_key, flow="private-app"), id="F11c-private-app-new-fingerprint-key"),
+    pytest.param(f12_shared_target, id="F12-owner-and-adopt-on-one-secret"),
+    pytest.param(partial(raising_reconcile, flow="oauth", method="get_secret"), id="raise-oauth-get-secret-500"),
+    pytest.param(partial(raising_reconcile, flow="private-app", method="get_secret"), id="raise-private-app-get-secret-500"),
+    pytest.param(partial(raising_reconcile, flow="private-app", method="list_workloads"), id="raise-list-workloads-500"),
+]
+
+
+@pytest.mark.parametrize("scenario", ROWS)
+def test_flow(world: World, run, scenario) -> None:
+    async def main() -> None:
+        try:
+            await scenario(world)
+        finally:
+            for rt in world.runtimes:
+                await rt.close()
+
+    run(main(), timeout=45)
