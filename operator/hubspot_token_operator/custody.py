@@ -116,16 +116,27 @@ class Custody:
             except (ValueError, KeyError):
                 log.warning("custody entry %s is unreadable; left in place", key)
                 continue
+            try:
+                landed = await self.kube.get_secret(p.namespace, p.secret)
+            except ApiException:
+                landed = None
+            if landed is not None and landed.text(p.key) == p.token:
+                await self._drop(p)  # the write-back landed just before the last process stopped
+                continue
             self._pending[p.old_grant] = p
         if self._pending:
             log.info("custody: %d rotated refresh token(s) still to be written back", len(self._pending))
 
     async def secure(self, p: Pending, source: SecretView) -> WriteBack:
         """Persists a refresh token HubSpot just returned: the tenant's Secret, else our custody Secret."""
-        result = await self._write_back(p, source)
+        self._pending[p.old_grant] = p  # from here on, nothing can lose it
+        try:
+            result = await self._write_back(p, source)
+        except ApiException as e:
+            result = WriteBack(Landing.HELD, e.status)
         if result.landing in (Landing.LANDED, Landing.SUPERSEDED):
+            self._pending.pop(p.old_grant, None)
             return result
-        self._pending[p.old_grant] = p
         try:
             await self._store(p)
         except ApiException as e:
@@ -135,10 +146,11 @@ class Custody:
 
     async def retry(self, p: Pending) -> WriteBack:
         """Another attempt at the write-back of a pending token (reads the Secret afresh)."""
-        source = await self.kube.get_secret(p.namespace, p.secret)
-        if source is None:
-            return WriteBack(Landing.HELD if p.old_grant in self._pending else Landing.MEMORY, 404)
-        result = await self._write_back(p, source)
+        try:
+            source = await self.kube.get_secret(p.namespace, p.secret)
+            result = WriteBack(Landing.HELD, 404) if source is None else await self._write_back(p, source)
+        except ApiException as e:
+            result = WriteBack(Landing.HELD, e.status)
         if result.landing in (Landing.LANDED, Landing.SUPERSEDED):
             await self._drop(p)
             return result

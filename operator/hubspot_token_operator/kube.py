@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client import ApiException
 
@@ -109,6 +110,10 @@ class Kube:
             return await asyncio.wait_for(fut, CALL_DEADLINE)
         except asyncio.TimeoutError:
             raise ApiException(status=504, reason="Kubernetes API call exceeded its deadline") from None
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            # Timeouts, resets and refused connections become API errors too: every caller handles one
+            # kind of failure (and a custody write-back never loses a token to an unexpected exception).
+            raise ApiException(status=503, reason=f"Kubernetes API unreachable ({type(e).__name__})") from None
 
     # ---- Secrets -----------------------------------------------------------------------------------
 

@@ -97,6 +97,16 @@ class FaultOperator(Operator):
         except FileNotFoundError:
             return "(no log)"
 
+    def health_report(self) -> str:
+        """The operator's own /healthz answer (body included), for failure reports."""
+        import httpx
+
+        try:
+            r = httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=5)
+            return f"/healthz {r.status_code}: {r.text[:500]}"
+        except httpx.HTTPError as e:
+            return f"/healthz unreachable: {type(e).__name__}"
+
     def grep(self, pattern: str, since: int = 0, limit: int = 12) -> list[str]:
         """Log lines matching `pattern` (a regex), the last `limit` of them: for failure reports."""
         rx = re.compile(pattern)

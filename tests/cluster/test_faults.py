@@ -342,17 +342,28 @@ def test_apiserver_outage_mid_round_is_survived_by_the_same_process(
         print(op.tail(40), flush=True)
         tally.print_and_check()
 
-    # 1) the Secret watch works again: an edited target is restored
-    original = t.read_secret(core, namespace, "ap0-out")
-    t.put_secret(core, namespace, "ap0-out", {**original, "access_token": "tampered-after-outage"})
-    restored = f.poll_until(lambda: (s := t.read_secret(core, namespace, "ap0-out")) and
-                            s.get("access_token") != "tampered-after-outage" and s, timeout=45, interval=0.2)
-    if not restored:
-        tally.finding("the edited target Secret was not restored after the outage (Secret watch dead?)")
-    elif f.bearer_hub(sim, restored["access_token"]) != hubs["ap0"]:
-        tally.finding("the restored target holds a token HubSpot refuses")
-    # 2) the HubSpotToken watch works again: forced refreshes (a new annotation only a watch delivers)
-    lost = _force_and_verify(sim, core, custom, namespace, names, hubs, "after-outage", tally, timeout=60)
+    # Right after the API server is back (the watches are still reconnecting, each on its own backoff),
+    # a user forces a refresh of every token and someone edits every target Secret. Each must take effect:
+    # 1) edited targets are restored (Secret watch), 2) forced refreshes happen (HubSpotToken watch: the
+    # new annotation reaches the operator only through it).
+    before = {n: f.status(custom, namespace, n).get("tokenFingerprint") for n in names}
+    for n in names:
+        f.request_refresh(custom, namespace, n, "after-outage")
+    for n in names:
+        original = t.read_secret(core, namespace, f"{n}-out")
+        t.put_secret(core, namespace, f"{n}-out", {**original, "access_token": f"tampered-after-outage-{n}"})
+    unrestored = f.wait_all(names, lambda n: (s := t.read_secret(core, namespace, f"{n}-out")) and
+                            not s["access_token"].startswith("tampered") and
+                            f.bearer_hub(sim, s["access_token"]) == hubs[n], timeout=45)
+    for n in sorted(unrestored):
+        tally.finding(f"{n}: the edited target Secret was not restored after the outage")
+    not_refreshed = f.wait_all(names, lambda n: f.published(t.get(custom, namespace, n), "after-outage", before[n]),
+                               timeout=45)
+    for n in sorted(not_refreshed):
+        st = f.status(custom, namespace, n)
+        tally.finding(f"{n}: the refresh requested right after the outage never happened (lastRefreshRequest="
+                      f"{st.get('lastRefreshRequest')!r}, Ready={f.cond_status(st, 'Ready').get('reason')})")
+    lost = {n for n in names if not f.refresh_token_live(sim, t.read_secret(core, namespace, f"{n}-install")["refresh_token"])}
     # 3) both watches, strictly: a new HubSpotToken whose input Secret appears only later heals at once
     # (a blocked token is not looked at again until something it reads changes)
     rt = sim.install(app["client_id"], 7399, f.SCOPES)
@@ -372,7 +383,8 @@ def test_apiserver_outage_mid_round_is_survived_by_the_same_process(
     tally.set(outage_seconds=OUTAGE_SECONDS, operator_pid_unchanged=same, tokens_lost=len(lost),
               operator_errors_during_outage=len(op.grep(r"ERROR|Request attempt", since=mark, limit=10_000)))
     if tally.findings:
-        print("\n".join(op.grep(r"ERROR|escalat|Traceback|watch", since=mark, limit=30)), flush=True)
+        print(op.health_report(), flush=True)
+        print("\n".join(op.grep(r"ERROR|escalat|Traceback|watch|liveness", since=mark, limit=30)), flush=True)
     tally.print_and_check()
 
 

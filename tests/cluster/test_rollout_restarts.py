@@ -64,6 +64,8 @@ def test_rotation_restarts_deployment_statefulset_daemonset_and_argo_rollout(
     assert apps.read_namespaced_stateful_set("sts", namespace).status.update_revision != sts_rev
     ro = custom.get_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, "rollouts", "ro")
     assert ro["spec"].get("restartAt")
+    # Events are posted after the reconcile's status write (and a 409 on one workload retries it next pass)
+    wait_for(lambda: len(restart_events(core, namespace, "pa")) >= 4, timeout=30, what="four RestartTriggered Events")
     assert len(restart_events(core, namespace, "pa")) == 4
     wait_for(lambda: all(r["state"] == "Complete" for r in t.get(custom, namespace, "pa")["status"]["rollout"]["targets"]
                          if r["kind"] != "Rollout"), timeout=60, what="per-target Complete in status")
@@ -188,6 +190,9 @@ def test_three_tokens_rotating_together_restart_a_shared_deployment_once(
         wait_for(lambda: published(core, namespace, f"out{i}") == apps_[i]["token"], timeout=30, what=f"publish {i}")
     wait_for(lambda: w.rollout_complete(apps, namespace, "Deployment", "shared"), timeout=60, what="shared up")
     rs_before = len(w.replicasets(apps, namespace, "shared"))
+    for i in range(3):  # the Secret is written before the status of the same reconcile
+        wait_for(lambda: (t.get(custom, namespace, f"pa{i}").get("status") or {}).get("restartRevision"),
+                 timeout=30, what=f"status of pa{i}")
     old_revisions = [t.get(custom, namespace, f"pa{i}")["status"]["restartRevision"] for i in range(3)]
     for i in range(3):
         rotate_source(simulator, core, namespace, apps_[i], secret=f"src{i}")

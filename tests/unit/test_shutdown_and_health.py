@@ -1,0 +1,132 @@
+"""Shutdown drains (SIGTERM never cuts a refresh from its write-back), and liveness fails when wedged."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from hubspot_token_operator import health
+from hubspot_token_operator.clock import Clock
+from hubspot_token_operator.workqueue import WorkQueue
+
+
+def test_stop_lets_reconciles_in_flight_finish(run):
+    finished: list[str] = []
+
+    async def handler(key):
+        await asyncio.sleep(0.3)
+        finished.append(key)
+        return None
+
+    async def main():
+        q = WorkQueue(Clock(), handler, workers=2)
+        await q.start()
+        q.schedule("a")
+        q.schedule("b")
+        await asyncio.sleep(0.05)  # both taken by workers
+        unfinished = await q.stop(grace=5)
+        return unfinished
+
+    assert run(main()) == 0
+    assert sorted(finished) == ["a", "b"]
+
+
+def test_stop_takes_no_new_work_and_cancels_after_the_grace(run):
+    started: list[str] = []
+
+    async def handler(key):
+        started.append(key)
+        await asyncio.sleep(30)
+
+    async def main():
+        q = WorkQueue(Clock(), handler, workers=1)
+        await q.start()
+        q.schedule("slow")
+        await asyncio.sleep(0.05)
+        q.schedule("later")  # waits behind "slow": must not start once stopping
+        unfinished = await q.stop(grace=0.2)
+        return unfinished
+
+    assert run(main()) == 1
+    assert started == ["slow"]
+
+
+def test_a_shielded_critical_section_survives_the_cancel_of_its_reconcile(run):
+    from hubspot_token_operator.fingerprint import Fingerprinter
+    from hubspot_token_operator.runtime import Runtime
+    from hubspot_token_operator.settings import Settings
+
+    done: list[str] = []
+
+    async def write_back():
+        await asyncio.sleep(0.2)
+        done.append("written")
+
+    async def main():
+        rt = Runtime(settings=Settings(), kube=None, clock=Clock(), fingerprints=Fingerprinter(b"k" * 32))
+        task = asyncio.ensure_future(rt.critical(write_back()))
+        await asyncio.sleep(0.05)
+        task.cancel()  # SIGTERM's cancel of the reconcile
+        still = await rt.drain_critical(timeout=5)
+        return still, task.cancelled()
+
+    still, cancelled = run(main())
+    assert cancelled and still == 0 and done == ["written"]
+
+
+def test_liveness_fails_when_work_is_overdue_or_a_reconcile_hangs():
+    assert health.judge(0, 0, 10, 0).ok
+    assert health.judge(health.OVERDUE_LIMIT - 1, health.RUNNING_LIMIT - 1, 10, 0).ok
+    assert not health.judge(health.OVERDUE_LIMIT + 1, 0, 10, 0).ok
+    assert not health.judge(0, health.RUNNING_LIMIT + 1, 10, 0).ok
+
+
+def test_queue_reports_overdue_and_longest_running(run):
+    clock = Clock()
+    release = asyncio.Event
+
+    async def main():
+        gate = release()
+
+        async def handler(key):
+            await gate.wait()
+
+        q = WorkQueue(clock, handler, workers=1)
+        q.schedule("late", clock.now() - timedelta(seconds=50))
+        assert q.oldest_overdue() >= 50
+        await q.start()
+        await asyncio.sleep(0.2)
+        running = q.longest_running()
+        gate.set()
+        await q.stop(grace=1)
+        return running, q.oldest_overdue()
+
+    running, overdue = run(main())
+    assert running > 0.1 and overdue == 0
+
+
+def test_a_black_holed_api_server_fails_the_call_instead_of_hanging(run, monkeypatch):
+    """A listener that accepts and never answers (a partition without resets): the call must end."""
+    import socket
+
+    import pytest
+    from kubernetes import client
+    from kubernetes.client import ApiException
+
+    from hubspot_token_operator import kube
+
+    monkeypatch.setattr(kube, "REQUEST_TIMEOUT", (0.5, 0.5))
+    monkeypatch.setattr(kube, "CALL_DEADLINE", 2.0)
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(8)
+    try:
+        cfg = client.Configuration()
+        cfg.host = f"http://127.0.0.1:{hole.getsockname()[1]}"
+        k = kube.Kube(client.ApiClient(cfg))
+        with pytest.raises(ApiException):
+            run(k.get_secret("ns", "s"), timeout=10)
+        with pytest.raises(ApiException):
+            run(k.patch_status("ns", "t", {"x": 1}), timeout=10)
+    finally:
+        hole.close()
