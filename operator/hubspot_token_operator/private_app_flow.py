@@ -27,6 +27,12 @@ async def reconcile_private_app(rt: Runtime, body: dict, spec: TokenSpec, rec: R
     snap: PASnapshot = await gather(rt, body, spec, rec.st)
     verdict = decide_candidate(snap.obs)
     wake: list[datetime] = []
+    if snap.source is not None:  # `kubectl hubspot rotate` waits for this version's outcome
+        pa = dict(rec.value("privateApp") or {}, sourceVersion=snap.source.resource_version)
+        if verdict.action == "Current":  # e.g. the published token written back after a rejection
+            pa.update(lastOutcome="Published", lastOutcomeReason="Verified", lastOutcomeMessage=None,
+                      rejectedFingerprint=None)
+        rec.set_fields(privateApp=pa)
     if verdict.action == "Missing":
         rec.facts.inputs_missing = f"missing {snap.obs.source_missing}"
         rec.event_once("Warning", "InputsMissing", rec.facts.inputs_missing)
