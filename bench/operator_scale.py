@@ -570,7 +570,8 @@ class Scenario:
                           range(self.grants)))
 
     def _secret(self, name: str, data: dict[str, str]) -> None:
-        body = client.V1Secret(metadata=client.V1ObjectMeta(name=name), data={k: b64(v) for k, v in data.items()})
+        body = client.V1Secret(metadata=client.V1ObjectMeta(name=name, labels={"hubspot-operator.dev/consent": "true"}),
+                               data={k: b64(v) for k, v in data.items()})
         self.core.create_namespaced_secret(self.ns, body)
 
     def _token_body(self, i: int) -> dict:

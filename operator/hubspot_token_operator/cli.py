@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--health-port", type=int, default=d.health_port, help="0 disables /healthz")
     run.add_argument("--log-level", default=d.log_level)
     run.add_argument("--log-format", default=d.log_format, choices=["text", "json"])
+    run.add_argument("--allow-hubspot-url", action="append", default=None, metavar="URL",
+                     help="a HubSpot endpoint tokens may name in spec.hubspot.baseURL (repeatable; default: "
+                          + ", ".join(d.allowed_hubspot_urls) + "; --hubspot-base-url is always allowed)")
+    run.add_argument("--tenancy", default=d.tenancy, choices=["consent", "trusted"],
+                     help="consent: Secrets and workloads a token did not create need the label "
+                          "hubspot-operator.dev/consent=true; trusted: single-team clusters only")
     run.add_argument("--time-source", default=d.time_source, choices=["system", "simulator"],
                      help="'simulator' follows the HubSpot simulator's clock (tests and the demo only)")
     return p
@@ -76,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
         log_format=args.log_format,
         time_source=args.time_source,
+        allowed_hubspot_urls=args.allow_hubspot_url if args.allow_hubspot_url is not None else Settings().allowed_hubspot_urls,
+        tenancy=args.tenancy,
     )
     configure_logging(settings.log_level, settings.log_format)
     return run(settings)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from kubernetes.client import ApiException
 
 from . import conditions as cond
-from . import metrics
+from . import metrics, tenancy
 from .model import SpecError, TokenSpec, parse_spec
 from .oauth_flow import reconcile_oauth
 from .private_app_flow import reconcile_private_app
@@ -60,6 +60,11 @@ async def reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
 
 
 async def _run_flows(rt: Runtime, body: dict, spec: TokenSpec, rec: Recorder) -> datetime | None:
+    refusal = tenancy.endpoint_refusal(spec.hubspot.base_url, rt.settings.allowed_endpoints())
+    if refusal is not None:  # HubSpot endpoints are the operator's choice: nothing is read or sent
+        rec.facts.refused = (refusal.reason, refusal.message)
+        rec.event_once("Warning", refusal.reason, refusal.message)
+        return None
     if spec.type == "OAuth":
         nxt = await reconcile_oauth(rt, body, spec, rec)
     else:

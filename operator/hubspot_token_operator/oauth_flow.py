@@ -37,7 +37,10 @@ async def reconcile_oauth(rt: Runtime, body: dict, spec: TokenSpec, rec: Recorde
 
 
 async def _blocked(rt: Runtime, rec: Recorder, snap: Snapshot, v: Verdict) -> datetime | None:
-    if v.reason == "InputsMissing":
+    if v.reason == "ConsentMissing":
+        rec.facts.refused = (v.reason, v.message)
+        rec.event_once("Warning", v.reason, v.message)
+    elif v.reason == "InputsMissing":
         rec.facts.inputs_missing = v.message
         rec.event_once("Warning", "InputsMissing", v.message)
     elif v.reason == "ReauthRequired":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from . import tenancy
 from .custody import rotation_note
 from .durations import from_rfc3339, to_rfc3339
 from .kube import SecretView
@@ -25,9 +26,10 @@ class Inputs:
     refresh_secret: SecretView | None = None
     target: SecretView | None = None
     missing: tuple[str, ...] = ()
+    refused: str | None = None  # an input Secret has not consented to this token (tenancy.py)
 
     def __repr__(self) -> str:
-        return f"Inputs(missing={self.missing})"
+        return f"Inputs(missing={self.missing}, refused={bool(self.refused)})"
 
 
 @dataclass(frozen=True)
@@ -49,12 +51,19 @@ class Snapshot:
         return f"Snapshot({self.key}, {self.inputs!r})"
 
 
-async def gather_inputs(rt: Runtime, namespace: str, spec: TokenSpec) -> Inputs:
+async def gather_inputs(rt: Runtime, namespace: str, spec: TokenSpec, token: str = "") -> Inputs:
     oauth = spec.oauth
     missing: list[str] = []
     cs_ref, rt_ref = oauth.client_secret_ref, oauth.refresh_token_secret_ref
     client_id = client_secret = refresh_token = None
     cs = await rt.kube.get_secret(namespace, cs_ref.name)
+    rs = cs if rt_ref.name == cs_ref.name else await rt.kube.get_secret(namespace, rt_ref.name)
+    target = await rt.kube.get_secret(namespace, spec.target.name)
+    if rt.settings.tenancy == "consent":
+        for secret in (cs, rs):  # no value is taken from a Secret that has not consented
+            refusal = secret and tenancy.input_refusal("Secret", secret.name, secret.labels, secret.annotations, token)
+            if refusal:
+                return Inputs(target=target, refused=refusal.message)
     if cs is None:
         missing.append(f"Secret {cs_ref.name}")
     else:
@@ -62,7 +71,6 @@ async def gather_inputs(rt: Runtime, namespace: str, spec: TokenSpec) -> Inputs:
         for key, val in ((cs_ref.client_id_key, client_id), (cs_ref.client_secret_key, client_secret)):
             if val is None:
                 missing.append(f"key {key} in Secret {cs_ref.name}")
-    rs = cs if rt_ref.name == cs_ref.name else await rt.kube.get_secret(namespace, rt_ref.name)
     if rs is None:
         if f"Secret {rt_ref.name}" not in missing:
             missing.append(f"Secret {rt_ref.name}")
@@ -70,7 +78,6 @@ async def gather_inputs(rt: Runtime, namespace: str, spec: TokenSpec) -> Inputs:
         refresh_token = rs.text(rt_ref.key)
         if refresh_token is None:
             missing.append(f"key {rt_ref.key} in Secret {rt_ref.name}")
-    target = await rt.kube.get_secret(namespace, spec.target.name)
     return Inputs(client_id, client_secret, refresh_token, rs, target, tuple(missing))
 
 
@@ -113,7 +120,7 @@ def held_token(rt: Runtime, st: TokenStatus, grant_fp: str | None, target: Secre
 
 async def gather(rt: Runtime, body: dict, spec: TokenSpec, st: TokenStatus) -> Snapshot:
     md = body["metadata"]
-    inp = await gather_inputs(rt, md["namespace"], spec)
+    inp = await gather_inputs(rt, md["namespace"], spec, md["name"])
     gfp = grant_fingerprint(rt, spec, inp.client_id, inp.refresh_token)
     key_changed = bool(st.fingerprint_key_id) and st.fingerprint_key_id != rt.fingerprints.key_id
     held = None if key_changed else held_token(rt, st, gfp, inp.target, spec)
@@ -129,6 +136,8 @@ async def gather(rt: Runtime, body: dict, spec: TokenSpec, st: TokenStatus) -> S
         generation=md.get("generation"),
         refresh_request=(md.get("annotations") or {}).get(REFRESH_REQUEST_ANNOTATION),
         missing_inputs=inp.missing,
+        consent_problem=inp.refused,
+        target_version=inp.target.resource_version if inp.target else None,
         grant_fingerprint=gfp,
         target_exists=inp.target is not None,
         target_mac=rt.fingerprints.of_data(ours(our_keys(spec), inp.target)) if inp.target is not None else None,

@@ -35,7 +35,9 @@ class Observed:
     custody_pending: bool = False  # a rotated refresh token for this grant still has to be written back
     grant_moved_by_us: bool = False  # the refresh-token Secret carries our own rotation note old -> current
     key_changed: bool = False  # status fingerprints were made with another HMAC key
-    status_behind_target: bool = False  # the target holds a newer token of ours than status records
+    status_behind_target: bool = False
+    consent_problem: str | None = None
+    target_version: str | None = None  # resourceVersion of the target Secret as read  # an input Secret has not consented to this token  # the target holds a newer token of ours than status records
 
     @property
     def expires_at(self) -> datetime | None:
@@ -75,6 +77,12 @@ def evaluate(chain: Sequence[Check], obs: Observed) -> Verdict | None:
 def inputs_missing(o: Observed) -> Verdict | None:
     if o.missing_inputs:
         return Verdict("Blocked", "InputsMissing", "missing " + ", ".join(o.missing_inputs))
+    return None
+
+
+def consent_missing(o: Observed) -> Verdict | None:
+    if o.consent_problem:
+        return Verdict("Blocked", "ConsentMissing", o.consent_problem)
     return None
 
 
@@ -131,7 +139,8 @@ def reauth_required(o: Observed) -> Verdict | None:
     return None
 
 
-TARGET_REFUSALS = ("TargetSecretNotOwned", "TargetSecretMissing")
+TARGET_REFUSALS = ("TargetSecretNotOwned", "TargetSecretMissing", "TargetSecretOwnedByAnotherToken",
+                   "TargetSecretOwnedElsewhere", "TargetSecretIsAnInput", "ConsentMissing")
 
 
 def refused(o: Observed) -> Verdict | None:
@@ -140,8 +149,11 @@ def refused(o: Observed) -> Verdict | None:
     if r is None or r.generation != o.generation:
         return None
     if r.reason in TARGET_REFUSALS:
-        if (r.reason == "TargetSecretNotOwned") != o.target_exists:
-            return None
+        if r.reason == "TargetSecretMissing":
+            if o.target_exists:
+                return None
+        elif not o.target_exists or (r.secret_version and r.secret_version != o.target_version):
+            return None  # the Secret is gone or changed (e.g. consent added): try again
     elif r.grant_fingerprint and r.grant_fingerprint != o.grant_fingerprint:
         return None
     return Verdict("Blocked", r.reason, r.message)
@@ -189,6 +201,7 @@ def due(o: Observed) -> Verdict | None:
 
 
 OAUTH_TRIGGER: tuple[Check, ...] = (
+    consent_missing,
     inputs_missing,
     suspended,
     custody_pending,

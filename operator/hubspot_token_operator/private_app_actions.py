@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from . import conditions as cond
+from . import tenancy
 from .durations import format_duration, to_rfc3339
 from .fingerprint import Fingerprinter
 from .kube import SecretView
@@ -57,7 +58,11 @@ async def gather(rt: Runtime, body: dict, spec: TokenSpec, st: TokenStatus) -> P
     ns, now, keys = body["metadata"]["namespace"], rt.clock.now(), spec.target.keys
     ref = spec.private_app.token_secret_ref
     source = await rt.kube.get_secret(ns, ref.name)
-    candidate = source.text(ref.key) if source else None
+    refused = None
+    if source is not None and rt.settings.tenancy == "consent":
+        r = tenancy.input_refusal("Secret", source.name, source.labels, source.annotations, body["metadata"]["name"])
+        refused = r.message if r else None
+    candidate = source.text(ref.key) if source and not refused else None
     target = await rt.kube.get_secret(ns, spec.target.name)
     in_target = (target.text(keys.token), target.text(keys.previous_token)) if target else (None, None)
     fps, pa = rt.fingerprints, st.private_app
@@ -70,10 +75,10 @@ async def gather(rt: Runtime, body: dict, spec: TokenSpec, st: TokenStatus) -> P
         fps.of_data(ours(set(expected) | {keys.previous_token}, target)) == fps.of_data(expected)
     )
     missing = None
-    if candidate is None:
+    if candidate is None and not refused:
         missing = f"Secret {ref.name}" if source is None else f"key {ref.key} in Secret {ref.name}"
     obs = PAObserved(
-        spec=spec, status=st, now=now, source_missing=missing,
+        spec=spec, status=st, now=now, source_missing=missing, source_refused=refused,
         candidate_fp=fps.of(candidate) if candidate else None,
         published_known=published is not None, target_exists=target is not None, target_matches=matches,
     )

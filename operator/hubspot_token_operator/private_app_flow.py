@@ -33,7 +33,10 @@ async def reconcile_private_app(rt: Runtime, body: dict, spec: TokenSpec, rec: R
             pa.update(lastOutcome="Published", lastOutcomeReason="Verified", lastOutcomeMessage=None,
                       rejectedFingerprint=None)
         rec.set_fields(privateApp=pa)
-    if verdict.action == "Missing":
+    if verdict.action == "Refused":
+        rec.facts.refused = ("ConsentMissing", snap.obs.source_refused)
+        rec.event_once("Warning", "ConsentMissing", snap.obs.source_refused)
+    elif verdict.action == "Missing":
         rec.facts.inputs_missing = f"missing {snap.obs.source_missing}"
         rec.event_once("Warning", "InputsMissing", rec.facts.inputs_missing)
     elif verdict.action == "BackingOff":

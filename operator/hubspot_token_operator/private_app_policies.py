@@ -25,6 +25,7 @@ class PAObserved:
     status: TokenStatus
     now: datetime
     source_missing: str | None  # "Secret x" / "key k in Secret x" when there is no candidate
+    source_refused: str | None  # the source Secret has not consented to this token (tenancy.py)
     candidate_fp: str | None
     published_known: bool  # we hold the published token's value (to restore and re-verify it)
     target_exists: bool
@@ -37,12 +38,14 @@ class PAObserved:
 
 @dataclass(frozen=True)
 class CandidateVerdict:
-    action: Literal["Missing", "Current", "AlreadyRejected", "BackingOff", "Verify"]
+    action: Literal["Refused", "Missing", "Current", "AlreadyRejected", "BackingOff", "Verify"]
     until: datetime | None = None
 
 
 def decide_candidate(o: PAObserved) -> CandidateVerdict:
     st = o.status
+    if o.source_refused:
+        return CandidateVerdict("Refused")
     if o.source_missing:
         return CandidateVerdict("Missing")
     if o.candidate_fp == o.published_fp:

@@ -20,6 +20,7 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "hubspot-token-operator"
 TOKEN_LABEL = "hubspot-operator.dev/token"
 PUBLISHED = "hubspot-operator.dev/published"
+CREATED_FOR = "hubspot-operator.dev/created-for"  # uid of the HubSpotToken the operator created the Secret for
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ def owned_by(existing: SecretView, owner: Owner) -> bool:
     )
 
 
+def created_by_us(existing: SecretView, owner: Owner) -> bool:
+    """The operator created this Secret for this HubSpotToken (only then may deletionPolicy Delete own it)."""
+    return owner.uid in existing.owner_uids or existing.annotations.get(CREATED_FOR) == owner.uid
+
+
 def other_token(existing: SecretView, owner: Owner) -> str | None:
     """The name of another HubSpotToken that owns (created or adopted) this Secret, if any."""
     for o in existing.owner_refs:
@@ -71,6 +77,7 @@ def plan_target(
     remove_keys: tuple[str, ...] = (),
     published_before: bool = False,
     record: str | None = None,
+    refusal: tuple[str, str] | None = None,
 ) -> SecretPlan:
     """Decides create/replace/none/refuse for writing `values` (our keys) into the target Secret.
     `record` (fingerprints and times only) goes into the PUBLISHED annotation: the Secret describes what
@@ -103,7 +110,8 @@ def plan_target(
             "apiVersion": "v1",
             "kind": "Secret",
             "type": "Opaque",
-            "metadata": {"name": target.name, "labels": labels, "annotations": annotations, "ownerReferences": owner_refs},
+            "metadata": {"name": target.name, "labels": labels, "annotations": {**annotations, CREATED_FOR: owner.uid},
+                         "ownerReferences": owner_refs},
             "data": dict(values),
         }
         return SecretPlan("create", body, reason="Created")
@@ -118,6 +126,9 @@ def plan_target(
                 "set spec.target.creationPolicy to Adopt or Merge to use it"
             ),
         )
+
+    if refusal is not None:  # tenancy: not ours, and its owner did not consent (or it is someone's input)
+        return SecretPlan("refuse", reason=refusal[0], message=refusal[1])
 
     other = other_token(existing, owner)
     if other is not None and target.creation_policy != "Merge":
@@ -148,7 +159,8 @@ def plan_target(
         "labels": new_labels,
         "annotations": new_annotations,
     }
+    # deletionPolicy Delete garbage-collects only a Secret the operator created: never an adopted one.
     others = [o for o in existing.owner_refs if o["uid"] != owner.uid]
-    meta["ownerReferences"] = others + owner_refs
+    meta["ownerReferences"] = others + (owner_refs if created_by_us(existing, owner) else [])
     body = {"apiVersion": "v1", "kind": "Secret", "type": existing.type, "metadata": meta, "data": data}
     return SecretPlan("replace", body, reason="Updated")

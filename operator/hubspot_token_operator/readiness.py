@@ -26,6 +26,7 @@ class Facts:
     reauth: bool = False
     error: str | None = None  # the reconcile raised: class and location only
     invalid_spec: str | None = None
+    refused: tuple[str, str] | None = None  # (reason, message): tenancy refused an object or endpoint
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ def inputs_missing(i: ReadinessInput) -> Verdict | None:
 
 
 def refused(i: ReadinessInput) -> Verdict | None:
+    if i.facts.refused:
+        reason, message = i.facts.refused
+        return False, reason, message + _still(i)
     if i.refusal:
         reason, message = i.refusal
         return False, reason, message

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from kubernetes.client import ApiException
 
 from . import conditions as cond
-from . import metrics
+from . import metrics, tenancy
 from .durations import format_duration, from_rfc3339, to_rfc3339
 from .model import TokenSpec
 from .recording import Recorder
@@ -69,6 +69,16 @@ async def reconcile_rollout(rt: Runtime, body: dict, spec: TokenSpec, rec: Recor
             all_complete = False
             continue
         w["kind"] = ref.kind
+        wmd = w.get("metadata", {})
+        refusal = rt.settings.tenancy == "consent" and tenancy.workload_refusal(
+            ref.kind, ref.name, wmd.get("labels"), wmd.get("annotations"), name)
+        if refusal:  # a token may restart only workloads whose owner consented
+            if record.get("state") != "NotAllowed":
+                rec.event("Warning", "RestartRefused", refusal.message)
+            record.update(state="NotAllowed", message=refusal.message)
+            new_records.append(record)
+            all_complete = False
+            continue
         if "revision" not in record:
             # First sight of this target: the workload started with whatever the Secret held; nothing to restart.
             record["revision"] = revision

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from kubernetes.client import ApiException
 
-from . import metrics
+from . import metrics, tenancy
 from .clock import Clock
 from .custody import Custody
 from .fingerprint import Fingerprinter
@@ -113,6 +113,8 @@ class Runtime:
         return self._grant_locks.setdefault(grant_fp, asyncio.Lock())
 
     def hubspot(self, base_url: str | None, api_version: str | None = None) -> HubSpotClient:
+        if tenancy.endpoint_refusal(base_url, self.settings.allowed_endpoints()) is not None:
+            raise PermissionError("HubSpot endpoint not on the operator's allow-list")  # checked earlier too
         url = (base_url or self.settings.hubspot_base_url).rstrip("/")
         gen = api_version or self.settings.default_oauth_api
         key = (url, gen)

@@ -8,10 +8,13 @@ from kubernetes.client import ApiException
 
 from .kube import SecretView
 from .model import TokenSpec
-from .publish import Owner, plan_target
+from . import tenancy
+from .publish import Owner, created_by_us, owned_by, plan_target
 from .recording import Recorder
 from .runtime import Runtime
 
+TARGET_REFUSALS = ("TargetSecretNotOwned", "TargetSecretMissing", "TargetSecretOwnedByAnotherToken",
+                   "TargetSecretOwnedElsewhere", "TargetSecretIsAnInput", "ConsentMissing")
 REFUSAL_RECHECK = timedelta(hours=1)  # a refusal also heals on the Secret's own watch event
 
 
@@ -30,14 +33,25 @@ async def publish_target(
     otherwise when to try again (None-free): a refusal waits for a change (the far future of the hourly
     look), a failed write backs off like a failed refresh. Either way the facts say why for Ready."""
     md = body["metadata"]
+    owner = Owner(md["name"], md["uid"])
+    refusal = None
+    if existing is not None:
+        r = tenancy.target_refusal(
+            existing.name, existing.labels, existing.annotations, existing.owner_refs, owner.name, owner.uid,
+            ours=created_by_us(existing, owner) or owned_by(existing, owner),
+            inputs_of_others=tenancy.inputs_of_other_tokens(rt.tokens, md["namespace"], owner.name),
+            need_consent=rt.settings.tenancy == "consent" and spec.target.creation_policy != "Owner",
+        )
+        refusal = (r.reason, r.message) if r else None
     plan = plan_target(
-        spec.target, Owner(md["name"], md["uid"]), values, existing, remove_keys=remove,
-        published_before=bool(rec.st.secret_mac), record=record,
+        spec.target, owner, values, existing, remove_keys=remove,
+        published_before=bool(rec.st.secret_mac), record=record, refusal=refusal,
     )
     if plan.action == "refuse":
         rec.facts.write_problem = (plan.reason, plan.message)
         rec.facts.target_present = False
-        rec.set_fields(refusal={"reason": plan.reason, "message": plan.message, "generation": rec.generation})
+        rec.set_fields(refusal={"reason": plan.reason, "message": plan.message, "generation": rec.generation,
+                                "secretVersion": existing.resource_version if existing else None})
         rec.event_once("Warning", plan.reason, plan.message)
         return rec.now + REFUSAL_RECHECK
     try:
@@ -56,8 +70,7 @@ async def publish_target(
     rt.remember_published(values.get(spec.target.keys.token))
     rec.facts.target_present = True
     rec.facts.write_problem = None
-    if (rec.value("refusal") or {}).get("reason") in ("TargetSecretNotOwned", "TargetSecretMissing",
-                                                      "TargetSecretOwnedByAnotherToken"):
+    if (rec.value("refusal") or {}).get("reason") in TARGET_REFUSALS:
         rec.set_fields(refusal=None)
     rec.set_fields(secretMAC=rt.fingerprints.of_data(values))
     return None

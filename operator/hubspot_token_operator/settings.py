@@ -25,9 +25,19 @@ class Settings:
     shutdown_grace_seconds: float = field(default_factory=lambda: float(_env("SHUTDOWN_GRACE_SECONDS", "20")))
     workers: int = field(default_factory=lambda: int(_env("WORKERS", "8")))
     refreshes_per_second_per_app: float = field(default_factory=lambda: float(_env("APP_REFRESH_RATE", "8")))
+    # HubSpot endpoints a HubSpotToken may name in spec.hubspot.baseURL (the operator's own
+    # hubspot_base_url is always allowed). Comma-separated in HTO_ALLOWED_HUBSPOT_URLS.
+    allowed_hubspot_urls: list[str] = field(default_factory=lambda: [
+        u for u in _env("ALLOWED_HUBSPOT_URLS", "https://api.hubapi.com,https://api-eu1.hubapi.com").split(",") if u])
+    # "consent": Secrets and workloads a token did not create are used only when labelled
+    # hubspot-operator.dev/consent=true (tenancy.py); "trusted": every token may use anything in its namespace.
+    tenancy: str = field(default_factory=lambda: _env("TENANCY", "consent"))
     time_source: str = field(default_factory=lambda: _env("TIME_SOURCE", "system"))  # or "simulator"
     metrics_port: int = field(default_factory=lambda: int(_env("METRICS_PORT", "8080")))
     health_port: int = field(default_factory=lambda: int(_env("HEALTH_PORT", "8081")))
     log_format: str = field(default_factory=lambda: _env("LOG_FORMAT", "text"))  # text | json
     log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "INFO"))
     rollout_poll_seconds: float = field(default_factory=lambda: float(_env("ROLLOUT_POLL_SECONDS", "5")))
+
+    def allowed_endpoints(self) -> list[str]:
+        return [self.hubspot_base_url, *self.allowed_hubspot_urls]

@@ -42,6 +42,7 @@ class Refusal(_Model):
     message: str = ""
     generation: int | None = None
     grant_fingerprint: str | None = Field(None, alias="grantFingerprint")
+    secret_version: str | None = Field(None, alias="secretVersion")  # the target Secret as refused
 
 
 FailureKind = Literal["Refresh", "Write", "WriteBack", "Verify", "Error"]

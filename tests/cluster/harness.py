@@ -112,6 +112,10 @@ class Operator:
         self.health_port = _free_port()
 
     def start(self, *extra_args: str) -> "Operator":
+        """Starts the operator; the extra arguments are kept for restarts."""
+        if extra_args:
+            self.extra_args = extra_args
+        extra_args = getattr(self, "extra_args", ())
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), **self.extra_env)
         self._log = open(self.log_path, "ab")
         # The log file is appended to across restarts: only this process's "operator started" counts.

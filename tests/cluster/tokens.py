@@ -9,6 +9,7 @@ import json
 from kubernetes import client
 
 from hubspot_token_operator import GROUP, PLURAL, VERSION
+from hubspot_token_operator.tenancy import CONSENT_LABEL
 
 SEEN_SECRETS: set[str] = set()
 OBSERVED: list[str] = []  # Events and HubSpotTokens of each test namespace, captured before deletion
@@ -19,10 +20,12 @@ def remember(*values: str) -> None:
     SEEN_SECRETS.update(v for v in values if v)
 
 
-def put_secret(core: client.CoreV1Api, ns: str, name: str, data: dict[str, str]) -> None:
+def put_secret(core: client.CoreV1Api, ns: str, name: str, data: dict[str, str], consent: bool = True) -> None:
+    """Creates (or replaces) a Secret as its owner would; by default labelled as consenting to be used by the
+    HubSpotTokens of its namespace (see operator tenancy.py)."""
     remember(*(v for k, v in data.items() if k in SECRET_KEYS))
     body = client.V1Secret(
-        metadata=client.V1ObjectMeta(name=name),
+        metadata=client.V1ObjectMeta(name=name, labels={CONSENT_LABEL: "true"} if consent else None),
         data={k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     )
     try:

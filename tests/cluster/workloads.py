@@ -27,6 +27,11 @@ spec:
         x-kubernetes-preserve-unknown-fields: true
 """
 
+from hubspot_token_operator.tenancy import CONSENT_LABEL
+
+# Workloads the tests create consent to restarts by the HubSpotTokens of their namespace (tenancy.py).
+CONSENT = {CONSENT_LABEL: "true"}
+
 
 def _template(name: str) -> client.V1PodTemplateSpec:
     return client.V1PodTemplateSpec(
@@ -39,7 +44,7 @@ def deployment(apps: client.AppsV1Api, ns: str, name: str, labels: dict | None =
     apps.create_namespaced_deployment(
         ns,
         client.V1Deployment(
-            metadata=client.V1ObjectMeta(name=name, labels=labels or {}),
+            metadata=client.V1ObjectMeta(name=name, labels={**CONSENT, **(labels or {})}),
             spec=client.V1DeploymentSpec(
                 replicas=replicas, selector=client.V1LabelSelector(match_labels={"app": name}), template=_template(name)
             ),
@@ -51,7 +56,7 @@ def statefulset(apps: client.AppsV1Api, ns: str, name: str) -> None:
     apps.create_namespaced_stateful_set(
         ns,
         client.V1StatefulSet(
-            metadata=client.V1ObjectMeta(name=name),
+            metadata=client.V1ObjectMeta(name=name, labels=dict(CONSENT)),
             spec=client.V1StatefulSetSpec(
                 replicas=1, service_name=name, selector=client.V1LabelSelector(match_labels={"app": name}),
                 template=_template(name),
@@ -64,7 +69,7 @@ def daemonset(apps: client.AppsV1Api, ns: str, name: str) -> None:
     apps.create_namespaced_daemon_set(
         ns,
         client.V1DaemonSet(
-            metadata=client.V1ObjectMeta(name=name),
+            metadata=client.V1ObjectMeta(name=name, labels=dict(CONSENT)),
             spec=client.V1DaemonSetSpec(selector=client.V1LabelSelector(match_labels={"app": name}), template=_template(name)),
         ),
     )
@@ -83,7 +88,7 @@ def argo_rollout(custom: client.CustomObjectsApi, ns: str, name: str) -> None:
     body = {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": dict(CONSENT)},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
                  "template": {"metadata": {"labels": {"app": name}},
                               "spec": {"containers": [{"name": "app", "image": "example.invalid/app:1"}]}}},

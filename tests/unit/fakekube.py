@@ -26,6 +26,8 @@ from typing import Callable, NamedTuple
 
 from kubernetes.client import ApiException
 
+from hubspot_token_operator.tenancy import CONSENT_LABEL
+
 from hubspot_token_operator.kube import SecretView
 
 Pred = Callable[[str, str], bool]
@@ -139,7 +141,10 @@ class FakeKube:
 
     # ---- Secrets -------------------------------------------------------------------------------------
 
-    def put_secret(self, ns: str, name: str, data: dict, immutable: bool = False, labels: dict | None = None) -> SecretView:
+    def put_secret(self, ns: str, name: str, data: dict, immutable: bool = False, labels: dict | None = None,
+                   consent: bool = True) -> SecretView:
+        """A Secret put there by its owner; by default it consents to HubSpotTokens (tenancy.py)."""
+        labels = {**({CONSENT_LABEL: "true"} if consent else {}), **(labels or {})}
         """Test-side create-or-overwrite (a person with kubectl); not logged, no faults."""
         raw = {k: v.encode() if isinstance(v, str) else v for k, v in data.items()}
         body = {"metadata": {"name": name, "labels": labels or {}}, "data": raw, "immutable": immutable}
@@ -248,7 +253,9 @@ class FakeKube:
 
     # ---- workloads -----------------------------------------------------------------------------------
 
-    def add_workload(self, ns: str, kind: str, name: str, labels: dict | None = None, replicas: int = 1) -> dict:
+    def add_workload(self, ns: str, kind: str, name: str, labels: dict | None = None, replicas: int = 1,
+                     consent: bool = True) -> dict:
+        labels = {**({CONSENT_LABEL: "true"} if consent else {}), **(labels or {})}
         """A workload whose controller converges at once (status follows every spec change)."""
         obj = {"apiVersion": "argoproj.io/v1alpha1" if kind == "Rollout" else "apps/v1", "kind": kind,
                "metadata": {"name": name, "namespace": ns, "labels": labels or {}, "generation": 1,

@@ -71,12 +71,35 @@ def test_classification_table(http_status, body, headers, bearer, kind, reason, 
     assert failure.message.startswith("op: ")
 
 
-def test_message_uses_hubspot_words_but_redacts_echoed_secrets():
-    body = {"status": "BAD_REFRESH_TOKEN", "message": "token na1-aaaa-bbbb is invalid " + "x" * 500}
-    failure = classify_status("refresh", 400, body, httpx.Headers(), NOW, False, secrets=["na1-aaaa-bbbb"])
-    assert "na1-aaaa-bbbb" not in failure.message and "***" in failure.message
-    assert len(failure.message) < 320
+def test_message_keeps_hubspot_prose_only():
+    body = {"status": "BAD_REFRESH_TOKEN", "message": "refresh token is invalid, expired or revoked"}
+    failure = classify_status("refresh", 400, body, httpx.Headers(), NOW, False)
+    assert failure.message.endswith(": refresh token is invalid, expired or revoked")
     assert str(failure).startswith("TERMINAL/InvalidGrant: refresh:")
+
+
+SECRET = "na1-3f9a77c2-bbbb-4c1e-9d2a-1234567890ab"
+
+
+@pytest.mark.parametrize("echo", [
+    f"token {SECRET} is invalid",  # verbatim (redacted) and anything else token-shaped
+    "token na1%2D3f9a77c2%2Dbbbb is invalid",  # URL-encoded
+    "token bmExLTNmOWE3N2My is invalid",  # base64
+    "token na1-3f9a77 is invalid",  # truncated prefix
+    "x" * 500,  # unbounded junk
+])
+def test_server_text_that_could_carry_a_token_never_reaches_the_message(echo):
+    body = {"status": "BAD_REFRESH_TOKEN", "message": echo}
+    failure = classify_status("refresh", 400, body, httpx.Headers(), NOW, False, secrets=[SECRET])
+    assert failure.message.startswith("refresh: grant rejected; re-authorisation needed (HTTP 400 BAD_REFRESH_TOKEN)")
+    for fragment in ("3f9a77", "%2D", "bmExLTNm", "x" * 20):
+        assert fragment not in failure.message, fragment
+
+
+def test_a_server_supplied_code_must_look_like_a_code():
+    body = {"status": "error", "category": "na1-3f9a77c2-bbbb", "message": "nope"}
+    failure = classify_status("op", 500, body, httpx.Headers(), NOW, False)
+    assert "na1-3f9a77c2" not in failure.message and failure.hubspot_status is None
 
 
 @pytest.mark.parametrize(

@@ -301,7 +301,10 @@ def test_rotate_creates_the_source_secret_when_missing():
     rc, out, err = run(api, "rotate", "crm", "--no-wait", stdin=TOKEN)
     assert rc == 0, err
     (_, ns, body), = api.writes("create_secret")
-    assert ns == NS and body["metadata"] == {"name": "crm-pat", "namespace": NS} and body["type"] == "Opaque"
+    # created by the person rotating, for this token: it consents to being read by it (tenancy)
+    assert ns == NS and body["metadata"] == {"name": "crm-pat", "namespace": NS,
+                                             "labels": {"hubspot-operator.dev/consent": "true"}}
+    assert body["type"] == "Opaque"
     assert written_token(api, key="pat") == TOKEN
     assert "created key 'pat'" in out
 

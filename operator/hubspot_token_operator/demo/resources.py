@@ -20,7 +20,9 @@ def secret(name: str, data: dict[str, str], labels: dict[str, str] | None = None
     return {
         "apiVersion": "v1",
         "kind": "Secret",
+        # hubspot-operator.dev/consent: the Secret's owner lets this namespace's HubSpotTokens use it
         "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "hubspot-demo",
+                                                                      "hubspot-operator.dev/consent": "true",
                                                                       **(labels or {})}},
         "type": "Opaque",
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
@@ -70,7 +72,8 @@ def deployment() -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "reporting", "namespace": NAMESPACE, "labels": {"app": "reporting"}},
+        "metadata": {"name": "reporting", "namespace": NAMESPACE,
+                     "labels": {"app": "reporting", "hubspot-operator.dev/consent": "true"}},  # consents to restarts
         "spec": {
             "replicas": 2,
             "selector": {"matchLabels": {"app": "reporting"}},

@@ -9,6 +9,7 @@ transient, 401/403 on Bearer calls speak about the token, not the client.
 from __future__ import annotations
 
 import email.utils
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
@@ -78,7 +79,7 @@ class ErrorContext:
     detail: str  # HubSpot's own words, redacted and truncated
 
     def failure(self, kind: ErrorKind, reason: str, summary: str, retry_after: float | None = None) -> Failure:
-        code = self.body.status if self.body.status not in (None, "error") else self.body.category
+        code = safe_code(self.body.status if self.body.status not in (None, "error") else self.body.category)
         message = f"{self.operation}: {summary} (HTTP {self.http_status}"
         message += f" {code})" if code else ")"
         if self.detail:
@@ -161,6 +162,25 @@ def _anything_else(ctx: ErrorContext) -> Failure:
 RULES: tuple[Rule, ...] = (_rate_limited, _server_error, _unauthorized, _forbidden, _oauth_rejection, _not_found)
 
 
+_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+_RISKY_WORD = re.compile(r"[%=/+\\]|(?=.*[A-Za-z])(?=.*[0-9])|^.{20,}$")
+
+
+def safe_detail(text: str) -> str:
+    """HubSpot's own words reach conditions and Events only when they are plainly prose: no word that
+    could be (part of) a token in any encoding (long, mixed letters and digits, URL- or base64-encoded).
+    Redaction of known secrets happens before this; this catches what redaction cannot know."""
+    words = text.split()
+    for w in words:
+        if _RISKY_WORD.search(w.strip(".,;:()[]{}'\"!?")):
+            return ""
+    return " ".join(words)[:MAX_DETAIL_CHARS]
+
+
+def safe_code(code: str | None) -> str | None:
+    return code if code and _CODE.match(code) else None
+
+
 def classify_status(
     operation: str,
     http_status: int,
@@ -171,7 +191,7 @@ def classify_status(
     secrets: Iterable[str | Secret | None] = (),
 ) -> Failure:
     parsed = ErrorBody.parse(body)
-    detail = redact(parsed.message or parsed.error_description or "", list(secrets))[:MAX_DETAIL_CHARS]
+    detail = safe_detail(redact(parsed.message or parsed.error_description or "", list(secrets)))
     ctx = ErrorContext(
         operation=operation,
         http_status=http_status,

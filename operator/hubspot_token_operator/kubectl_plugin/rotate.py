@@ -67,7 +67,9 @@ def write_source(ctx: Ctx, secret_name: str, key: str, token: str) -> tuple[str,
                 body = {
                     "apiVersion": "v1",
                     "kind": "Secret",
-                    "metadata": {"name": secret_name, "namespace": ns},
+                    # Created by the person rotating, for this token: it consents to being read by it.
+                    "metadata": {"name": secret_name, "namespace": ns,
+                                 "labels": {"hubspot-operator.dev/consent": "true"}},
                     "type": "Opaque",
                     "data": {key: encoded},
                 }
