@@ -53,9 +53,11 @@ async def reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
     _decide_ready(rt, rec, spec)
     if rec.st.fingerprint_key_id in (None, rt.fingerprints.key_id):
         rec.set_fields(fingerprintKeyId=rt.fingerprints.key_id)
-    await _flush(rt, rec)
+    changed_meanwhile = await _flush(rt, rec)
     metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
     now = rt.clock.now()
+    if changed_meanwhile:
+        return now  # the object changed while we worked (spec, annotations): look at the new version now
     return _earliest(nxt, _expiry_wake(rec, now), now + MAX_SLEEP)
 
 
@@ -106,10 +108,20 @@ def _expiry_wake(rec: Recorder, now: datetime) -> datetime | None:
     return expires if expires and expires > now else None
 
 
-async def _flush(rt: Runtime, rec: Recorder) -> None:
+async def _flush(rt: Runtime, rec: Recorder) -> bool:
+    """Writes what the reconcile learned. Returns True when the status write showed that the object itself
+    changed since it was read: its watch event may then look like the echo of our own write (we remember
+    the write's response), so the change would be lost unless we reconcile again."""
     updated = await rec.flush(rt.kube)
-    if updated:
-        rt.remember(updated)
+    if not updated:
+        return False
+    rt.remember(updated)
+    return _user_side(updated) != _user_side(rec.body)
+
+
+def _user_side(body: dict) -> tuple:
+    md = body.get("metadata") or {}
+    return md.get("generation"), md.get("annotations") or {}, md.get("labels") or {}, md.get("deletionTimestamp")
 
 
 def _earliest(*times: datetime | None) -> datetime | None:

@@ -50,6 +50,7 @@ def sole_operator(request):
         session_op = None
     running = session_op is not None and session_op.proc is not None and session_op.proc.poll() is None
     if running:
+        print("\nfault suite: stopping the session-wide operator while this module runs", flush=True)
         session_op.stop()
     stray = f.cluster_wide_operator_pids()
     if stray:
@@ -59,6 +60,7 @@ def sole_operator(request):
     finally:
         if running:
             session_op.start()
+            print("\nfault suite: session-wide operator started again", flush=True)
 
 
 @pytest.fixture
@@ -164,6 +166,7 @@ def test_kill_9_at_random_points_of_rotating_refreshes_loses_no_grant(
     _all_ready(custom, namespace, names)
 
     answered_at_kill: list[int] = []
+    latencies: list[int] = []
     bad: list[str] = []
     reauth_seen: set[str] = set()
     for i in range(KILLS):
@@ -172,6 +175,13 @@ def test_kill_9_at_random_points_of_rotating_refreshes_loses_no_grant(
         if annotate_first:  # the restarted operator finds a whole round due at start-up
             for n in names:
                 f.request_refresh(custom, namespace, n, value)
+        # a random HubSpot latency this round, so kills also land while requests are in flight (HubSpot
+        # still answers, and rotates, after the client is gone)
+        sim.clear_faults()
+        delay = rng.choice([0, 0, 100, 300, 800])
+        if delay:
+            sim.faults(kind="latency", path="/oauth/2026-03/token", delay_ms=delay)
+        latencies.append(delay)
         before = f.token_calls(sim)
         if not op.alive():
             op.start()
@@ -198,11 +208,13 @@ def test_kill_9_at_random_points_of_rotating_refreshes_loses_no_grant(
                 if f.bearer_hub(sim, access) != hubs[n]:
                     bad.append(f"after kill {i + 1}: {n} Ready=True but its target token is refused by HubSpot")
 
+    sim.clear_faults()
     op.start()
     lost = _force_and_verify(sim, core, custom, namespace, names, hubs, "final", tally)
     stats = sim.stats()
     tally.set(
         kills=len(answered_at_kill),
+        hubspot_latency_ms_per_round=latencies,
         hubspot_answers_of_the_round_before_each_kill=answered_at_kill,
         token_endpoint_calls=stats["requests"].get(f.TOKEN_ROUTE),
         reuse_grace_used=stats.get("refresh_token_reuses"),

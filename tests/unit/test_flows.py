@@ -439,6 +439,30 @@ async def f11c_lost_fingerprint_key(w: World, flow: str) -> None:
     check(problems)
 
 
+# ---- a change made while a reconcile ran is not lost -------------------------------------------------
+
+
+async def change_during_reconcile(w: World) -> None:
+    """The status write's response already carries a user's newer edit (here: a refresh request). The
+    operator remembers that response, so the edit's own watch event looks like an echo; the reconcile must
+    therefore look again itself (found by the apiserver-outage fault test)."""
+    key = w.oauth()
+    rt = w.runtime()
+    await passes(rt, key)
+    w.advance_to_refresh("crm-sync")  # the next pass refreshes, so it writes status
+    rt.remember(w.kube.token(*key))  # the body this reconcile works from
+    w.kube.edit_token(NS, "crm-sync", {"metadata": {"annotations": {REFRESH_REQUEST: "while-running"}}})
+    wake = await controller.reconcile(rt, key)
+    problems = []
+    if wake is None or wake > rt.clock.now():
+        problems.append(f"the reconcile did not ask to look again at once (wake {wake}); the edit would be lost")
+    rt.remember(w.kube.token(*key))  # what the echo-filtered watch would leave us with
+    await controller.reconcile(rt, key)
+    if w.kube.token(*key)["status"].get("lastRefreshRequest") != "while-running":
+        problems.append("the refresh request made during the reconcile was never acted on")
+    check(problems)
+
+
 # ---- F12: two tokens, one target Secret --------------------------------------------------------------
 
 
@@ -487,6 +511,7 @@ async def raising_reconcile(w: World, flow: str, method: str) -> None:
 
 
 ROWS = [
+    pytest.param(change_during_reconcile, id="change-during-reconcile-not-lost"),
     pytest.param(partial(f1_write_back_fails, status=None), id="F1-control-no-fault"),
     pytest.param(partial(f1_write_back_fails, status=500), id="F1-write-back-500"),
     pytest.param(partial(f1_write_back_fails, status=409), id="F1-write-back-409"),

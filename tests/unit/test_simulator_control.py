@@ -59,6 +59,18 @@ class TestFaults:
         assert refresh(http, grant).status_code == 200
         assert time.perf_counter() - started >= 0.3
 
+    def test_a_delayed_request_is_processed_even_if_its_client_gave_up(self, http, sim: SimControl, grant):
+        sim.configure(refresh_token_mode="rotating")
+        sim.add_fault("latency", "/oauth/", delay_ms=300, count=1)
+        with pytest.raises(httpx.ReadTimeout):
+            refresh(httpx.Client(base_url=str(http.base_url), timeout=0.05), grant)
+        deadline = time.monotonic() + 5
+        while sim.count("POST /oauth/2026-03/token") == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sim.stats()["requests"]["POST /oauth/2026-03/token"] == {"200": 1}
+        # the abandoned refresh happened: the old refresh token was rotated out
+        assert refresh(http, grant).json()["status"] == "BAD_REFRESH_TOKEN"
+
     def test_latency_stacks_with_an_error(self, http, sim: SimControl, grant):
         sim.add_fault("latency", "/oauth/", delay_ms=100, count=1)
         sim.add_fault("server_error", "/oauth/", count=1)

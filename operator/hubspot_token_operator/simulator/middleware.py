@@ -55,6 +55,9 @@ async def inject_faults(request: web.Request, handler):
     ctx = sim(request)
     plan = ctx.faults.plan(request.method, request.path)
     if plan.delay_seconds:
+        # Take the whole request in first, as a real server does before it gets slow: a client that gives
+        # up during the delay has still sent a request that will be processed (a refresh still rotates).
+        await request.read()
         await asyncio.sleep(plan.delay_seconds)
     if plan.terminal is None:
         return await handler(request)
