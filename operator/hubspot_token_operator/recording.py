@@ -96,7 +96,7 @@ class Recorder:
     def event_once(self, type_: str, reason: str, message: str) -> None:
         """An Event only when this reason is new on the Ready condition (no repeats while blocked)."""
         ready = cond.get(self.status.get("conditions"), cond.READY)
-        if not ready or ready.get("reason") != reason or ready.get("message", "").split(";")[0] != message:
+        if not ready or ready.get("reason") != reason or not ready.get("message", "").startswith(message):
             self.event(type_, reason, message)
 
     def count_refresh(self, result: str) -> None:
