@@ -48,9 +48,13 @@ def ours(keys: Iterable[str], existing: SecretView | None) -> dict[str, bytes]:
 
 
 def owned_by(existing: SecretView, owner: Owner) -> bool:
-    return owner.uid in existing.owner_uids or existing.labels.get(TOKEN_LABEL) == owner.name and (
-        existing.labels.get(MANAGED_BY) == MANAGER
-    )
+    """Ours: our owner reference, or our created-for mark; the name labels count only on Secrets from before
+    created-for existed (a Secret created for another token of the same name is not ours)."""
+    created_for = existing.annotations.get(CREATED_FOR)
+    if owner.uid in existing.owner_uids or created_for == owner.uid:
+        return True
+    return created_for is None and existing.labels.get(TOKEN_LABEL) == owner.name and (
+        existing.labels.get(MANAGED_BY) == MANAGER)
 
 
 def created_by_us(existing: SecretView, owner: Owner) -> bool:

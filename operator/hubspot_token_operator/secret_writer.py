@@ -9,7 +9,7 @@ from kubernetes.client import ApiException
 from .kube import SecretView
 from .model import TokenSpec
 from . import tenancy
-from .publish import Owner, created_by_us, owned_by, plan_target
+from .publish import Owner, created_by_us, other_token, owned_by, plan_target
 from .recording import Recorder
 from .runtime import Runtime
 
@@ -35,7 +35,8 @@ async def publish_target(
     md = body["metadata"]
     owner = Owner(md["name"], md["uid"])
     refusal = None
-    if existing is not None:
+    # Another token's target is refused as such by plan_target (a consent label would not help there).
+    if existing is not None and not (other_token(existing, owner) and spec.target.creation_policy != "Merge"):
         r = tenancy.target_refusal(
             existing.name, existing.labels, existing.annotations, existing.owner_refs, owner.name, owner.uid,
             ours=created_by_us(existing, owner) or owned_by(existing, owner),

@@ -352,3 +352,30 @@ class Tally:
 def secrets_in(text: str) -> list[str]:
     """Secret values this session has seen (tokens.SEEN_SECRETS) that appear in `text`, abbreviated."""
     return [s[:6] + "..." for s in t.SEEN_SECRETS if len(s) >= 16 and s in text]
+
+
+def run_without_session_operator(request, what: str):
+    """Body of a module-scoped fixture: stops the session-wide (all-namespaces) operator while the module
+    runs, if it was started, fails if any other cluster-wide operator runs, and starts it again afterwards."""
+    import pytest
+
+    session_op = None
+    try:  # pytest keeps a session fixture's value in its FixtureDef once it has been set up
+        for fixturedef in request._fixturemanager.getfixturedefs("operator", request.node) or ():
+            cached = fixturedef.cached_result
+            if cached is not None and cached[2] is None:
+                session_op = cached[0]
+    except Exception:  # noqa: BLE001 - private API; the process check below still guards us
+        session_op = None
+    running = session_op is not None and session_op.proc is not None and session_op.proc.poll() is None
+    if running:
+        print(f"\n{what}: stopping the session-wide operator while this module runs", flush=True)
+        session_op.stop()
+    stray = cluster_wide_operator_pids()
+    if stray:
+        pytest.fail(f"a cluster-wide operator (pid {stray}) is running and would reconcile this module's objects")
+    try:
+        yield
+    finally:
+        if running:
+            session_op.start()

@@ -188,27 +188,8 @@ def _sa_token(core, ns: str, sa: str) -> str:
 
 @pytest.fixture(scope="module", autouse=True)
 def sole_operator(request):
-    """Stops the session-wide (all-namespaces) operator while this module runs, if it was started, so the
-    only operator touching the tenant's namespace is the one running with the chart's RBAC."""
-    session_op = None
-    try:  # pytest keeps a session fixture's value in its FixtureDef once it has been set up
-        for fixturedef in request._fixturemanager.getfixturedefs("operator", request.node) or ():
-            cached = fixturedef.cached_result
-            if cached is not None and cached[2] is None:
-                session_op = cached[0]
-    except Exception:  # noqa: BLE001 - private API; the process check below still guards us
-        session_op = None
-    running = session_op is not None and session_op.proc is not None and session_op.proc.poll() is None
-    if running:
-        session_op.stop()
-    stray = f.cluster_wide_operator_pids()
-    if stray:
-        pytest.fail(f"a cluster-wide operator (pid {stray}) is running and would reconcile this module's objects")
-    try:
-        yield
-    finally:
-        if running:
-            session_op.start()
+    """The only operator touching the tenant's namespace is the one running with the chart's RBAC."""
+    yield from f.run_without_session_operator(request, "tenancy suite")
 
 
 @pytest.fixture(scope="module")

@@ -154,3 +154,32 @@ def test_restart_patch_shapes():
 )
 def test_progress(status, state):
     assert progress(deployment(**status))[0] == state
+
+
+# ---- ownership marks (tenancy) ------------------------------------------------------------------------
+
+
+def test_a_created_secret_is_marked_for_its_token_uid():
+    from hubspot_token_operator.publish import CREATED_FOR
+
+    plan = plan_target(target(), OWNER, VALUES, None)
+    assert plan.body["metadata"]["annotations"][CREATED_FOR] == OWNER.uid
+
+
+def test_name_labels_do_not_make_a_secret_created_for_another_uid_ours():
+    from dataclasses import replace
+
+    from hubspot_token_operator.publish import CREATED_FOR
+
+    labelled = existing(labels={MANAGED_BY: "hubspot-token-operator", TOKEN_LABEL: OWNER.name})
+    # before created-for existed: the name labels still count (upgrades keep working)
+    assert plan_target(target(), OWNER, VALUES, labelled).action == "replace"
+    # left behind by a deleted token of the same name: not ours, refused
+    orphan = replace(labelled, annotations={CREATED_FOR: "00000000-dead-beef"})
+    plan = plan_target(target(), OWNER, VALUES, orphan)
+    assert (plan.action, plan.reason) == ("refuse", "TargetSecretNotOwned")
+
+
+def test_deletion_policy_delete_never_owns_an_adopted_secret():
+    plan = plan_target(target(creationPolicy="Adopt", deletionPolicy="Delete"), OWNER, VALUES, existing())
+    assert plan.action == "replace" and plan.body["metadata"]["ownerReferences"] == []
