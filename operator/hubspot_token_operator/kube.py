@@ -136,18 +136,6 @@ class Kube:
         KUBE_WRITES.labels(kind="secret").inc()
         return _decode(await self._run(self.core.replace_namespaced_secret, name, namespace, body))
 
-    async def delete_secret(self, namespace: str, name: str) -> None:
-        KUBE_WRITES.labels(kind="secret").inc()
-        try:
-            await self._run(self.core.delete_namespaced_secret, name, namespace)
-        except ApiException as e:
-            if e.status != 404:
-                raise
-
-    async def list_secrets(self, namespace: str, label_selector: str) -> list[SecretView]:
-        res = await self._run(self.core.list_namespaced_secret, namespace, label_selector=label_selector)
-        return [_decode(s) for s in res.items]
-
     # ---- HubSpotToken --------------------------------------------------------------------------------
 
     async def patch_status(self, namespace: str, name: str, status: dict) -> dict:

@@ -93,7 +93,7 @@ async def _write_back(rt: Runtime, rec: Recorder, snap: Snapshot, v: Verdict) ->
 
 async def _rebase(rt: Runtime, rec: Recorder, snap: Snapshot, v: Verdict) -> datetime | None:
     """New fingerprint key: fingerprint what is published now, as it is, and carry on (no refresh, no restart)."""
-    obs, target, keys = snap.obs, snap.inputs.target, obs_keys(snap)
+    obs, target, keys = snap.obs, snap.inputs.target, our_keys(snap.obs.spec)
     token = target.text(keys[0]) if target is not None else None
     rec.set_fields(
         fingerprintKeyId=rt.fingerprints.key_id,
@@ -113,15 +113,11 @@ async def _recover(rt: Runtime, rec: Recorder, snap: Snapshot, v: Verdict) -> da
         tokenFingerprint=r.token_fp, lastRefreshTime=to_rfc3339(r.issued_at), expiresAt=to_rfc3339(r.expires_at),
         credentialRevision=r.credential_revision, restartRevision=r.restart_revision,
         grantFingerprint=snap.obs.grant_fingerprint,
-        secretMAC=rt.fingerprints.of_data(ours(obs_keys(snap), target)),
+        secretMAC=rt.fingerprints.of_data(ours(our_keys(snap.obs.spec), target)),
     )
     rt.remember_published(target.text(snap.obs.spec.target.keys.token))
     log.info("%s/%s: %s", *snap.key, v.message)
     return snap.obs.now
-
-
-def obs_keys(snap: Snapshot) -> tuple[str, ...]:
-    return our_keys(snap.obs.spec)
 
 
 ACTIONS = {

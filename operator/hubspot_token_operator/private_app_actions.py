@@ -142,7 +142,7 @@ async def accept_or_reject(rt: Runtime, rec: Recorder, snap: PASnapshot) -> date
 
 
 async def maintain(rt: Runtime, rec: Recorder, snap: PASnapshot) -> list[datetime]:
-    o, spec, now = snap.obs, snap.obs.spec, snap.obs.now
+    o, spec = snap.obs, snap.obs.spec
     if not o.published_fp:
         now_pa = rec.value("privateApp") or {}
         if now_pa.get("lastOutcome") == "Rejected":

@@ -37,10 +37,10 @@ async def publish_target(
     refusal = None
     # Another token's target is refused as such by plan_target (a consent label would not help there).
     if existing is not None and not (other_token(existing, owner) and spec.target.creation_policy != "Merge"):
-        r = tenancy.target_refusal(
+        ours = created_by_us(existing, owner) or owned_by(existing, owner)
+        r = None if ours else tenancy.target_refusal(  # the routine case (our own target) scans nothing
             existing.name, existing.labels, existing.annotations, existing.owner_refs, owner.name, owner.uid,
-            ours=created_by_us(existing, owner) or owned_by(existing, owner),
-            inputs_of_others=tenancy.inputs_of_other_tokens(rt.tokens, md["namespace"], owner.name),
+            ours=False, inputs_of_others=tenancy.inputs_of_other_tokens(rt.tokens, md["namespace"], owner.name),
             need_consent=rt.settings.tenancy == "consent" and spec.target.creation_policy != "Owner",
         )
         refusal = (r.reason, r.message) if r else None

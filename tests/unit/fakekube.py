@@ -69,26 +69,6 @@ def merge_patch(target, patch):
     return out
 
 
-def selector_matches(selector: str, labels: dict[str, str]) -> bool:
-    """Equality-based label selectors: `a=b`, `a==b`, `a!=b`, `a`, `!a`, comma-separated."""
-    for part in (p.strip() for p in selector.split(",")):
-        if not part:
-            continue
-        if "!=" in part:
-            k, v = (s.strip() for s in part.split("!=", 1))
-            ok = labels.get(k) != v
-        elif "=" in part:
-            k, v = (s.strip() for s in part.replace("==", "=").split("=", 1))
-            ok = labels.get(k) == v
-        elif part.startswith("!"):
-            ok = part[1:].strip() not in labels
-        else:
-            ok = part in labels
-        if not ok:
-            return False
-    return True
-
-
 class FakeKube:
     def __init__(self) -> None:
         self.secrets: dict[tuple[str, str], SecretView] = {}
@@ -174,11 +154,6 @@ class FakeKube:
         found = self.secrets.get((namespace, name))
         return copy.deepcopy(found) if found else None
 
-    async def list_secrets(self, namespace: str, label_selector: str) -> list[SecretView]:
-        await self._enter("list_secrets", namespace, label_selector)
-        return [copy.deepcopy(s) for (ns, _), s in sorted(self.secrets.items())
-                if ns == namespace and selector_matches(label_selector, s.labels)]
-
     async def create_secret(self, namespace: str, body: dict) -> SecretView:
         name = body["metadata"]["name"]
         await self._enter("create_secret", namespace, name)
@@ -197,12 +172,6 @@ class FakeKube:
         if (namespace, name) in self.immutable and (body.get("data") != old.data or not body.get("immutable")):
             raise api_error(422)  # "field is immutable when `immutable` is set"
         return self._store(namespace, body)
-
-    async def delete_secret(self, namespace: str, name: str) -> None:
-        await self._enter("delete_secret", namespace, name)
-        if (namespace, name) not in self.secrets:
-            raise api_error(404)
-        self.drop_secret(namespace, name)
 
     # ---- HubSpotTokens -------------------------------------------------------------------------------
 
