@@ -62,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tenancy", default=d.tenancy, choices=["consent", "trusted"],
                      help="consent: Secrets and workloads a token did not create need the label "
                           "hubspot-operator.dev/consent=true; trusted: single-team clusters only")
+    run.add_argument("--leader-elect", default=d.leader_elect, action=argparse.BooleanOptionalAction,
+                     help="run as one of several replicas: only the holder of the lease does the work")
+    run.add_argument("--lease-name", default=d.lease,
+                     help="Lease (in --operator-namespace) for leader election; default: one per shard")
+    run.add_argument("--lease-duration", type=float, default=d.lease_duration,
+                     help="seconds a standby waits for an unrenewed lease before taking over")
+    run.add_argument("--lease-renew-deadline", type=float, default=d.lease_renew_deadline)
+    run.add_argument("--lease-retry-period", type=float, default=d.lease_retry_period)
+    run.add_argument("--hubspot-call-deadline", type=float, default=d.hubspot_call_deadline,
+                     help="seconds one HubSpot call may take in all (must be shorter than the lease duration)")
+    run.add_argument("--token-selector", default=d.token_selector, metavar="SELECTOR",
+                     help="shard: serve only HubSpotTokens whose labels match (e.g. 'shard=a' or 'shard in (a,b)')")
     run.add_argument("--time-source", default=d.time_source, choices=["system", "simulator"],
                      help="'simulator' follows the HubSpot simulator's clock (tests and the demo only)")
     return p
@@ -84,8 +96,20 @@ def main(argv: list[str] | None = None) -> int:
         time_source=args.time_source,
         allowed_hubspot_urls=args.allow_hubspot_url if args.allow_hubspot_url is not None else Settings().allowed_hubspot_urls,
         tenancy=args.tenancy,
+        leader_elect=args.leader_elect,
+        lease=args.lease_name,
+        lease_duration=args.lease_duration,
+        lease_renew_deadline=args.lease_renew_deadline,
+        lease_retry_period=args.lease_retry_period,
+        token_selector=args.token_selector,
+        hubspot_call_deadline=args.hubspot_call_deadline,
     )
     configure_logging(settings.log_level, settings.log_format)
+    problems = settings.problems()
+    if problems:
+        for p in problems:
+            print(f"hubspot-token-operator: {p}", file=sys.stderr)
+        return 2
     return run(settings)
 
 
@@ -94,17 +118,21 @@ def run(settings: Settings) -> int:
 
     from .operator_main import OperatorContext, install
 
-    install(OperatorContext(settings))
+    ctx = OperatorContext(settings)
+    install(ctx)
     from . import handlers  # noqa: F401 - registers the Kopf handlers
 
-    asyncio.run(
-        kopf.operator(
-            standalone=True,
+    async def main() -> None:
+        ctx.stop_flag = asyncio.Event()  # bound to this loop; set when leadership is lost
+        await kopf.operator(
+            standalone=True,  # no Kopf peering: leader election is ours (leadership.py says why)
             clusterwide=settings.all_namespaces,
             namespaces=settings.namespaces,
+            stop_flag=ctx.stop_flag,
         )
-    )
-    return 0
+
+    asyncio.run(main())
+    return ctx.exit_code
 
 
 if __name__ == "__main__":

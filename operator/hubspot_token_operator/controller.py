@@ -14,6 +14,7 @@ from kubernetes.client import ApiException
 
 from . import conditions as cond
 from . import metrics, tenancy
+from .leadership import NotLeading
 from .model import SpecError, TokenSpec, parse_spec
 from .oauth_flow import reconcile_oauth
 from .private_app_flow import reconcile_private_app
@@ -45,6 +46,11 @@ async def reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
     else:
         try:
             nxt = await _run_flows(rt, body, spec, rec)
+        except NotLeading:
+            # The lease is no longer surely ours: no HubSpot call was made and nothing more is written
+            # here; the replica steps down and the next leader looks at this token from its status.
+            log.warning("%s/%s: not reconciled: %s", *key, "leadership is being lost")
+            return None
         except ApiException as e:
             nxt = _errored(rec, e, f"Kubernetes API HTTP {e.status}")
         except Exception as e:  # noqa: BLE001 - one bad object must not stop the queue, and must say why
@@ -57,8 +63,11 @@ async def reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
     metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
     now = rt.clock.now()
     if changed_meanwhile:
+        log.debug("%s/%s: changed while reconciled; again now", *key)
         return now  # the object changed while we worked (spec, annotations): look at the new version now
-    return _earliest(nxt, _expiry_wake(rec, now), now + MAX_SLEEP)
+    again = _earliest(nxt, _expiry_wake(rec, now), now + MAX_SLEEP)
+    log.debug("%s/%s: next look in %.1fs", *key, (again - now).total_seconds())
+    return again
 
 
 async def _run_flows(rt: Runtime, body: dict, spec: TokenSpec, rec: Recorder) -> datetime | None:

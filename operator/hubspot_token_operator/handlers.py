@@ -1,10 +1,13 @@
 """Kopf wiring. Thin on purpose: watches feed the work queue; all decisions live elsewhere.
 
-- HubSpotToken events store the newest body and queue the object.
-- Secret events wake exactly the HubSpotTokens that read or write that Secret (a Kopf index), so a
-  missing Secret heals the moment it appears and an edited target is restored, with no polling.
+- HubSpotToken events store the newest body (only tokens in this release's shard: sharding.py) and queue
+  the object; the token index (sharding.TokenIndex, plain dicts) learns which Secrets it uses.
+- Secret events wake exactly the HubSpotTokens that read or write that Secret, so a missing Secret heals
+  the moment it appears and an edited target is restored, with no polling.
 - Workload events wake the tokens that target them, so rollout progress lands in status promptly.
-No change handlers are registered, so Kopf adds no finalizers and no progress annotations to anything.
+No change handlers and no Kopf indexes are registered: Kopf adds no finalizers or annotations to anything,
+and start-up is linear in the number of objects (Kopf's index pre-population is not). Handlers are
+coroutines, so no event costs a thread hop.
 """
 
 from __future__ import annotations
@@ -16,76 +19,66 @@ import kopf
 from . import GROUP, PLURAL, VERSION
 from .operator_main import OperatorContext, current
 from .rollout import TargetRef, targets_workload
+from .sharding import in_shard
 
 log = logging.getLogger(__name__)
 
 
-def _secret_names(spec: dict) -> set[str]:
-    names = {((spec.get("target") or {}).get("name"))}
-    oauth = spec.get("oauth") or {}
-    names.add((oauth.get("clientSecretRef") or {}).get("name"))
-    names.add((oauth.get("refreshTokenSecretRef") or {}).get("name"))
-    names.add(((spec.get("privateApp") or {}).get("tokenSecretRef") or {}).get("name"))
-    return {n for n in names if n}
-
-
-@kopf.index(GROUP, VERSION, PLURAL)
-def tokens_by_secret(namespace, name, spec, **_):
-    return {(namespace, secret): name for secret in _secret_names(dict(spec))}
-
-
-@kopf.index(GROUP, VERSION, PLURAL)
-def tokens_by_namespace(namespace, name, **_):
-    return {namespace: name}
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL)
-def token_event(event, body, namespace, name, **_):
-    ctx: OperatorContext = current()
-    key = (namespace, name)
-    if event.get("type") == "DELETED":
-        ctx.runtime.tokens.pop(key, None)
-        ctx.queue.forget(key)
+def on_token(ctx: OperatorContext, event_type: str | None, body: dict) -> None:
+    md = body.get("metadata") or {}
+    key = (md.get("namespace"), md.get("name"))
+    rt = ctx.runtime
+    if event_type == "DELETED" or not in_shard(rt.selector, md.get("labels")):
+        if rt.tokens.pop(key, None) is not None:  # deleted, or relabelled out of this shard
+            ctx.queue.forget(key)
+        rt.index.drop(*key)
         return
-    if ctx.runtime.remember(dict(body)):  # not the echo of our own status write
+    if rt.remember(body):  # not the echo of our own status write
+        rt.index.put(key[0], key[1], body.get("spec") or {})
         ctx.queue.schedule(key)
 
 
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def token_event(event, body, **_):
+    on_token(current(), event.get("type"), dict(body))
+
+
 @kopf.on.event("", "v1", "secrets")
-def secret_event(event, namespace, name, meta, tokens_by_secret: kopf.Index, **_):
+async def secret_event(event, namespace, name, meta, **_):
     ctx: OperatorContext = current()
     if event.get("type") != "DELETED" and ctx.runtime.is_own_echo(namespace, name, meta.get("resourceVersion")):
         return
-    for token in tokens_by_secret.get((namespace, name), []):
+    for token in ctx.runtime.index.using_secret(namespace, name):
         ctx.queue.schedule((namespace, token))
 
 
-def _wake_targeting(namespace: str, kind: str, name: str, labels: dict, tokens_by_namespace: kopf.Index) -> None:
-    ctx: OperatorContext = current()
-    for token in tokens_by_namespace.get(namespace, []):
+def wake_targeting(ctx: OperatorContext, namespace: str, kind: str, name: str, labels: dict) -> None:
+    """Wakes the tokens whose restart targets include this workload: the same decision the restart uses."""
+    ref = TargetRef(kind, name)
+    for token in ctx.runtime.index.in_namespace(namespace):
         body = ctx.runtime.tokens.get((namespace, token))
-        if body and _targets(body.get("spec") or {}, kind, name, labels):
+        if body and targets_workload(body.get("spec") or {}, ref, labels):
             ctx.queue.schedule((namespace, token))
 
 
-def _targets(spec: dict, kind: str, name: str, labels: dict) -> bool:
-    """The same decision the restart uses (one function decides "does token T target workload W")."""
-    return targets_workload(spec, TargetRef(kind, name), labels)
-
-
 @kopf.on.event("apps", "v1", "deployments")
-def deployment_event(namespace, name, labels, tokens_by_namespace: kopf.Index, **_):
-    _wake_targeting(namespace, "Deployment", name, dict(labels), tokens_by_namespace)
+async def deployment_event(namespace, name, labels, **_):
+    wake_targeting(current(), namespace, "Deployment", name, dict(labels))
 
 
 @kopf.on.event("apps", "v1", "statefulsets")
-def statefulset_event(namespace, name, labels, tokens_by_namespace: kopf.Index, **_):
-    _wake_targeting(namespace, "StatefulSet", name, dict(labels), tokens_by_namespace)
+async def statefulset_event(namespace, name, labels, **_):
+    wake_targeting(current(), namespace, "StatefulSet", name, dict(labels))
 
 
 @kopf.on.event("apps", "v1", "daemonsets")
-def daemonset_event(namespace, name, labels, tokens_by_namespace: kopf.Index, **_):
-    _wake_targeting(namespace, "DaemonSet", name, dict(labels), tokens_by_namespace)
+async def daemonset_event(namespace, name, labels, **_):
+    wake_targeting(current(), namespace, "DaemonSet", name, dict(labels))
+
+
+@kopf.on.event("argoproj.io", "v1alpha1", "rollouts")
+async def argo_rollout_event(namespace, name, labels, **_):
+    wake_targeting(current(), namespace, "Rollout", name, dict(labels))
 
 
 @kopf.on.startup()
@@ -105,8 +98,3 @@ async def startup(settings: kopf.OperatorSettings, **_):
 @kopf.on.cleanup()
 async def cleanup(**_):
     await current().stop()
-
-
-@kopf.on.event("argoproj.io", "v1alpha1", "rollouts")
-def argo_rollout_event(namespace, name, labels, tokens_by_namespace: kopf.Index, **_):
-    _wake_targeting(namespace, "Rollout", name, dict(labels), tokens_by_namespace)

@@ -26,15 +26,21 @@ class Health:
     longest_reconcile_seconds: float
     queue_depth: int
     custody_pending: int
+    role: str = "leader"  # leader | standby (a standby has no work to fall behind on)
 
     def as_dict(self) -> dict:
         return {"ok": self.ok, "overdueSeconds": round(self.overdue_seconds, 1),
                 "longestReconcileSeconds": round(self.longest_reconcile_seconds, 1),
-                "queueDepth": self.queue_depth, "custodyPending": self.custody_pending}
+                "queueDepth": self.queue_depth, "custodyPending": self.custody_pending, "role": self.role}
 
 
 def judge(overdue: float, longest: float, depth: int, custody: int) -> Health:
     return Health(overdue <= OVERDUE_LIMIT and longest <= RUNNING_LIMIT, overdue, longest, depth, custody)
+
+
+def judge_standby(election_alive: bool, depth: int) -> Health:
+    """A standby is alive while its election loop runs: it watches and waits, so nothing can be overdue."""
+    return Health(election_alive, 0.0, 0.0, depth, 0, role="standby")
 
 
 async def serve(port: int, probe, ready) -> web.AppRunner:

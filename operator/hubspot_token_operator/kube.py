@@ -22,11 +22,14 @@ from kubernetes import client, config
 from kubernetes.client import ApiException
 
 from . import GROUP, KIND, PLURAL, VERSION
+from .leadership import LeaseRecord
 from .metrics import KUBE_WRITES
 
 log = logging.getLogger(__name__)
 
 _executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kube")
+# Lease renewals get their own thread: a queue of reconcile calls must never delay a renewal past its deadline.
+_lease_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kube-lease")
 
 # Every call has a deadline: (connect, read) seconds for urllib3, and an overall bound on the await, so a
 # black-holed API server fails the call (and the reconcile backs off) instead of holding a worker forever.
@@ -90,6 +93,7 @@ class Kube:
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.coordination = client.CoordinationV1Api(api_client)
 
     @classmethod
     def from_environment(cls) -> "Kube":
@@ -102,10 +106,10 @@ class Kube:
         cfg.connection_pool_maxsize = 32
         return cls(client.ApiClient(cfg))
 
-    async def _run(self, fn, *args, **kwargs) -> Any:
+    async def _run(self, fn, *args, _pool: ThreadPoolExecutor = _executor, **kwargs) -> Any:
         loop = asyncio.get_running_loop()
         kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
-        fut = loop.run_in_executor(_executor, partial(fn, *args, **kwargs))
+        fut = loop.run_in_executor(_pool, partial(fn, *args, **kwargs))
         try:
             return await asyncio.wait_for(fut, CALL_DEADLINE)
         except asyncio.TimeoutError:
@@ -178,6 +182,40 @@ class Kube:
             # A namespace being deleted refuses new Events (403/404): expected, not worth a warning.
             level = logging.DEBUG if e.status in (403, 404) and "terminat" in str(e.body or "") else logging.WARNING
             log.log(level, "could not post event %s for %s: HTTP %s", reason, md.get("name"), e.status)
+
+    # ---- Leases (leader election) -------------------------------------------------------------------
+
+    async def get_lease(self, namespace: str, name: str):
+        try:
+            lease = await self._run(self.coordination.read_namespaced_lease, name, namespace, _pool=_lease_executor,
+                                   _request_timeout=(2.0, 4.0))
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        spec = lease.spec
+        renew = spec.renew_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if spec.renew_time else None
+        return LeaseRecord(
+            holder=spec.holder_identity or None,
+            duration_seconds=int(spec.lease_duration_seconds or 0),
+            renew_time=renew,
+            transitions=int(spec.lease_transitions or 0),
+            resource_version=lease.metadata.resource_version,
+        )
+
+    async def create_lease(self, namespace: str, name: str, spec: dict) -> None:
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+        await self._run(self.coordination.create_namespaced_lease, namespace, body, _pool=_lease_executor,
+                        _request_timeout=(2.0, 4.0))
+
+    async def replace_lease(self, namespace: str, name: str, resource_version: str | None, spec: dict) -> None:
+        """Guarded by resourceVersion: if another replica wrote the lease since we read it, 409."""
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+                "spec": spec}
+        await self._run(self.coordination.replace_namespaced_lease, name, namespace, body, _pool=_lease_executor,
+                        _request_timeout=(2.0, 4.0))
 
     # ---- workloads (rollout restarts) ---------------------------------------------------------------
 

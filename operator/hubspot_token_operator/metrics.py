@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -20,6 +20,7 @@ RESTARTS = Counter(f"{PREFIX}_rollout_restarts_total", "Workload restarts trigge
 VERIFICATIONS = Counter(f"{PREFIX}_verifications_total", "Private-app token verifications by result", ["result"])
 KUBE_WRITES = Counter(f"{PREFIX}_kube_writes_total", "Writes to the Kubernetes API, by object kind", ["kind"])
 HUBSPOT_REQUESTS = Counter(f"{PREFIX}_hubspot_requests_total", "HTTP requests to HubSpot, by status code", ["code"])
+LEADER = Gauge(f"{PREFIX}_operator_leader", "1 while this replica holds the leader lease and does the work")
 RECONCILE_SECONDS = Histogram(f"{PREFIX}_reconcile_duration_seconds", "Time spent in one reconcile")
 
 

@@ -13,6 +13,7 @@ A failure at any step leaves the previously published token in place, and backs 
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from . import conditions as cond
@@ -28,6 +29,8 @@ from .revisions import oauth_is_rotation, oauth_revisions
 from .runtime import Runtime
 from .schedule import refresh_at, usable
 from .secret_writer import publish_target
+
+log = logging.getLogger(__name__)
 
 
 async def refresh(rt: Runtime, rec: Recorder, snap: Snapshot, v: Verdict) -> datetime | None:
@@ -182,13 +185,22 @@ def _record_success(rec: Recorder, snap: Snapshot, v: Verdict, result: GrantResu
         "; OAuth v1 is deprecated and sunsets on 2027-02-16: set spec.oauth.apiVersion to 2026-03"
         if spec.oauth.api_version == "v1" else ""
     )
-    rec.event(
-        "Normal", "Refreshed",
-        f"{v.reason}: new access token published (fingerprint {token_fp[:8]}), valid for "
-        f"{format_duration(result.expires_at - now)}; next refresh in {format_duration(nxt - now)}{deprecation}",
-    )
+    summary = (f"{v.reason}: new access token published (fingerprint {token_fp[:8]}), valid for "
+               f"{format_duration(result.expires_at - now)}; next refresh in {format_duration(nxt - now)}{deprecation}")
+    if routine_refresh(v.reason, obs.status.failed_attempts, result.previous_grant_fingerprint is not None):
+        # Every 20 minutes per token, forever: an Event would be a third write per refresh and noise in
+        # `kubectl describe`. Status (lastRefreshTime, nextRefreshAt) and metrics say it; the log line stays.
+        log.info("%s/%s refreshed: %s", snap.body["metadata"]["namespace"], snap.body["metadata"]["name"], summary)
+    else:
+        rec.event("Normal", "Refreshed", summary)
     rec.count_refresh("success")
     return nxt
+
+
+def routine_refresh(reason: str, failed_attempts: int, grant_rotated: bool) -> bool:
+    """A scheduled refresh that went as planned: no Event. The first token, a recovery after failures, an
+    explicit request, a repair and a rotated refresh token are news and get one."""
+    return reason == "Expiring" and not failed_attempts and not grant_rotated
 
 
 def refresh_failed(rec: Recorder, snap: Snapshot, err: Failure) -> datetime | None:

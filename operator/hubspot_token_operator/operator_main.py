@@ -1,4 +1,9 @@
-"""Starts and stops the operator's own machinery (runtime, work queue, metrics) inside Kopf's loop."""
+"""Starts and stops the operator's own machinery (runtime, work queue, leader election, metrics) inside
+Kopf's loop.
+
+Every replica watches (so a standby has warm state); only the replica holding the lease runs the work
+queue (leadership.py). Without leader election (`--no-leader-elect`) the process leads at once.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ import logging
 
 from prometheus_client import REGISTRY, start_http_server
 
-from . import health
+from . import health, metrics
 from .clock import Clock, follow_simulator
 from .controller import reconcile
 from .kube import Kube
+from .leadership import Elector, LeaseTimings
 from .metrics import TokenCollector
 from .runtime import Runtime, load_fingerprinter
 from .settings import Settings
@@ -28,15 +34,17 @@ class OperatorContext:
         self._tasks: list[asyncio.Task] = []
         self._collector: TokenCollector | None = None
         self._health = None
-        self.started = False
+        self.elector: Elector | None = None
+        self.watching = False  # start-up done: watches feed the runtime (a standby is ready too)
+        self.started = False  # leading: the work queue runs
+        self.exit_code = 0
+        self.stop_flag: asyncio.Event = asyncio.Event()
 
     async def start(self) -> None:
         kube = Kube.from_environment()
         fps = await load_fingerprinter(kube, self.settings)
         self.runtime = Runtime(settings=self.settings, kube=kube, clock=self.clock, fingerprints=fps)
-        await self.runtime.custody.load()
         self.queue = WorkQueue(self.clock, self._reconcile, workers=self.settings.workers)
-        await self.queue.start()
         if self.settings.time_source == "simulator":
             self._tasks.append(asyncio.create_task(follow_simulator(self.clock, self.settings.hubspot_base_url)))
         if self.settings.metrics_port:
@@ -47,21 +55,52 @@ class OperatorContext:
             self._collector = TokenCollector(lambda: list(self.runtime.tokens.values()), lambda: self.clock.now().timestamp())
             REGISTRY.register(self._collector)
         if self.settings.health_port:
-            self._health = await health.serve(self.settings.health_port, self.health, lambda: self.started)
+            self._health = await health.serve(self.settings.health_port, self.health, lambda: self.watching)
+        self.watching = True
+        if self.settings.leader_elect:
+            self.elector = Elector(
+                kube, self.settings.operator_namespace, self.settings.lease_name(),
+                LeaseTimings(self.settings.lease_duration, self.settings.lease_renew_deadline,
+                             self.settings.lease_retry_period),
+                on_elected=self._lead, on_lost=self._step_down,
+            )
+            self.runtime.leader = self.elector.clock
+            self.elector.start()
+        else:
+            await self._lead()
+
+    async def _lead(self) -> None:
+        """This replica now does the work: read custody (the previous leader may have written it), then
+        look at every token; the schedule comes from status, so tokens not due cost no call and no write."""
+        await self.runtime.custody.load()
+        await self.queue.start()
+        for key in list(self.runtime.tokens):
+            self.queue.schedule(key)
         self.started = True
+        metrics.LEADER.set(1)
         log.info("operator started (workers=%s, HubSpot %s)", self.settings.workers, self.settings.hubspot_base_url)
+
+    async def _step_down(self) -> None:
+        """The lease is no longer surely ours: stop, keep custody, and exit (the pod restarts as a standby)."""
+        metrics.LEADER.set(0)
+        self.exit_code = 1
+        self.stop_flag.set()
 
     async def _reconcile(self, key):
         return await reconcile(self.runtime, key)
 
     def health(self) -> "health.Health":
         q = self.queue
+        if not self.started:
+            alive = self.elector is not None and self.elector._task is not None and not self.elector._task.done()
+            return health.judge_standby(alive, len(q) if q is not None else 0)
         return health.judge(q.oldest_overdue(), q.longest_running(), len(q), len(self.runtime.custody))
 
     async def stop(self) -> None:
         """SIGTERM: stop taking work, let reconciles in flight finish (bounded), never cut a critical section."""
         grace = self.settings.shutdown_grace_seconds
-        if self.queue:
+        # `is not None`: a WorkQueue is falsy when nothing waits (len 0), e.g. while every key is in flight
+        if self.queue is not None and self.started:
             unfinished = await self.queue.stop(grace)
             if unfinished:
                 log.warning("shutdown: %d reconcile(s) did not finish within %ss", unfinished, grace)
@@ -69,8 +108,12 @@ class OperatorContext:
             still = await self.runtime.drain_critical(grace)
             if still:
                 log.error("shutdown: %d refresh(es) still in flight; their refresh tokens may be lost", still)
+        if self.elector:  # after the drain: hand the lease over only once nothing of ours is in flight
+            await self.elector.stop(release=self.exit_code == 0)
+        metrics.LEADER.set(0)
         for t in self._tasks:
             t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._health is not None:
             await self._health.cleanup()
         if self.runtime:

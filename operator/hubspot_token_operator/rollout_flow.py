@@ -136,6 +136,8 @@ async def reconcile_rollout(rt: Runtime, body: dict, spec: TokenSpec, rec: Recor
             wake.append(now + timedelta(seconds=rt.settings.rollout_poll_seconds))
         new_records.append(record)
 
+    log.debug("%s/%s: rollout for revision %s: %s", ns, name, revision,
+              ", ".join(f"{r['kind']}/{r['name']}={r.get('state')}@{r.get('revision')}" for r in new_records) or "no targets")
     ro_status["targets"] = new_records
     if any_pending:
         ro_status["pendingSince"] = to_rfc3339(pending_since)

@@ -17,7 +17,10 @@ from .fingerprint import Fingerprinter
 from .grants import GrantCache
 from .hubspot import HubSpotClient
 from .kube import Kube
+from .leadership import LeaderClock
+from .model import LabelSelector
 from .settings import Settings
+from .sharding import TokenIndex, parse_selector
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +78,13 @@ class Runtime:
     # copy is at hand (e.g. the source Secret of a private app now holds a rejected candidate).
     held: dict = field(default_factory=dict, repr=False)
     _critical: set = field(default_factory=set)
+    index: TokenIndex = field(default_factory=TokenIndex)  # which tokens use which Secret, per namespace
+    selector: LabelSelector | None = None  # this release's shard of HubSpotTokens (None: all)
+    leader: LeaderClock | None = None  # None without leader election: this process always leads
 
     def __post_init__(self) -> None:
+        if self.selector is None and self.settings.token_selector:
+            self.selector = parse_selector(self.settings.token_selector)
         if self.limiter is None:
             self.limiter = AppRateLimiter(self.settings.refreshes_per_second_per_app)
         if self.custody is None:
@@ -100,11 +108,14 @@ class Runtime:
         return await asyncio.shield(task)
 
     async def drain_critical(self, timeout: float) -> int:
-        """Waits (bounded) for critical sections in flight; returns how many were still running at the end."""
-        pending = [t for t in self._critical if not t.done()]
-        if pending:
-            _, still = await asyncio.wait(pending, timeout=timeout)
-            return len(still)
+        """Waits (bounded) for critical sections in flight, including any that start meanwhile; returns
+        how many were still running at the end."""
+        deadline = time.monotonic() + timeout
+        while pending := [t for t in self._critical if not t.done()]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return len(pending)
+            await asyncio.wait(pending, timeout=left)
         return 0
 
     def grant_lock(self, grant_fp: str | None) -> asyncio.Lock:
@@ -120,9 +131,14 @@ class Runtime:
         key = (url, gen)
         if key not in self._clients:
             self._clients[key] = HubSpotClient(
-                url, api_generation=gen, now=self.clock.now, event_hooks={"response": [_count_response]}
+                url, api_generation=gen, now=self.clock.now, event_hooks={"response": [_count_response]},
+                admit=self._admit, deadline=self.settings.hubspot_call_deadline,
             )
         return self._clients[key]
+
+    def _admit(self, deadline: float) -> None:
+        if self.leader is not None:
+            self.leader.admit(deadline)
 
     def remember(self, body: dict) -> bool:
         """Stores the newest body of a HubSpotToken (by resourceVersion), from watches and our own writes.
@@ -133,6 +149,8 @@ class Runtime:
         if old is not None:
             rv, old_rv = md.get("resourceVersion"), old["metadata"].get("resourceVersion")
             if rv == old_rv or _older(rv, old_rv):
+                if rv != old_rv:
+                    log.debug("%s/%s: ignoring version %s, older than %s", *key, rv, old_rv)
                 return False
         self.tokens[key] = body
         return True

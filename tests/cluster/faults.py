@@ -33,17 +33,17 @@ SCOPES = ["oauth", "crm.objects.contacts.read"]
 class FaultOperator(Operator):
     """`hubspot-token-operator run --namespace NS` that a test may kill, stop and restart at will."""
 
-    def start(self, *extra_args: str) -> "FaultOperator":
+    def start(self, *extra_args: str, ready: str = "operator started") -> "FaultOperator":
         mark = self.mark()
-        super().start(*extra_args)  # returns at once when an earlier run already logged "operator started"
+        super().start(*extra_args, ready=ready)  # returns at once when an earlier run already logged `ready`
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
                 raise RuntimeError(f"operator exited during start-up; see {self.log_path}:\n{self.tail()}")
-            if "operator started" in self.logs()[mark:]:
+            if ready in self.logs()[mark:]:
                 return self
             time.sleep(0.05)
-        raise RuntimeError(f"operator did not log 'operator started' within 45s; see {self.log_path}")
+        raise RuntimeError(f"operator did not log {ready!r} within 45s; see {self.log_path}")
 
     @property
     def pid(self) -> int | None:

@@ -107,12 +107,15 @@ class Operator:
         self.operator_namespace = operator_namespace
         self.proc: subprocess.Popen | None = None
         self._log_start = 0  # offset in log_path where the current process's output begins
-        self.extra_env: dict[str, str] = {}
+        # A stable identity for leader election, as a pod name is: a restarted process takes its lease
+        # back at once instead of waiting out the lease of its killed predecessor.
+        self.extra_env: dict[str, str] = {"POD_NAME": f"operator-{log_path.parent.name}-{os.getpid()}"}
         self.metrics_port = _free_port()
         self.health_port = _free_port()
 
-    def start(self, *extra_args: str) -> "Operator":
-        """Starts the operator; the extra arguments are kept for restarts."""
+    def start(self, *extra_args: str, ready: str = "operator started") -> "Operator":
+        """Starts the operator and waits for the `ready` log line ("operator started": it leads and works;
+        "standby:" for a replica that waits for the lease). The extra arguments are kept for restarts."""
         if extra_args:
             self.extra_args = extra_args
         extra_args = getattr(self, "extra_args", ())
@@ -138,10 +141,10 @@ class Operator:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"operator exited with {self.proc.returncode}; see {self.log_path}")
-            if "operator started" in self.logs_since_start():
+            if ready in self.logs_since_start():
                 return self
             time.sleep(0.1)
-        raise RuntimeError(f"operator did not start in 30s; see {self.log_path}")
+        raise RuntimeError(f"operator did not log {ready!r} in 30s; see {self.log_path}")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -75,6 +75,9 @@ def test_chart_installs_and_its_rbac_is_sufficient_and_least_privilege(
     assert len(deploy) == 1
     args = deploy[0].spec.template.spec.containers[0].args or []
     assert f"--namespace={watched}" in args or watched in args
+    # The chart names the leader-election Lease (its RBAC grants get/update on that name only): run with it.
+    env = {e.name: e.value for e in deploy[0].spec.template.spec.containers[0].env or []}
+    lease = env["HTO_LEASE_NAME"]
 
     kc = _service_account_kubeconfig(cluster, core, api, release_ns, tmp_path)
     sa_api = config.new_client_from_config(config_file=str(kc))
@@ -93,7 +96,8 @@ def test_chart_installs_and_its_rbac_is_sufficient_and_least_privilege(
         assert err.value.status == 403
 
     # --- sufficient: run the operator with that token through OAuth, rotation and restart
-    op = Operator(kc, simulator, tmp_path / "operator-sa.log", release_ns, scope=("--namespace", watched)).start()
+    op = Operator(kc, simulator, tmp_path / "operator-sa.log", release_ns, scope=("--namespace", watched)).start(
+        "--lease-name", lease)
     try:
         a = simulator.create_app()
         t.remember(a["client_secret"])

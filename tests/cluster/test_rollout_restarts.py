@@ -201,11 +201,18 @@ def test_three_tokens_rotating_together_restart_a_shared_deployment_once(
     # pending (the later ones found the value already there)
     statuses = []
     for i in range(3):
-        statuses.append(wait_for(
-            lambda: (st := t.get(custom, namespace, f"pa{i}")["status"]) and st["restartRevision"] != old_revisions[i]
-            and not st["rollout"].get("pendingSince") and st["rollout"]["targets"][0]["revision"] == st["restartRevision"]
-            and st,
-            timeout=30, what=f"pa{i} recorded"))
+        def recorded():
+            st = t.get(custom, namespace, f"pa{i}")["status"]
+            ok = (st["restartRevision"] != old_revisions[i] and not st["rollout"].get("pendingSince")
+                  and st["rollout"]["targets"][0]["revision"] == st["restartRevision"])
+            return st if ok else None
+        try:
+            statuses.append(wait_for(recorded, timeout=30, what=f"pa{i} recorded"))
+        except AssertionError:
+            for j in range(3):
+                st = t.get(custom, namespace, f"pa{j}")["status"]
+                print(f"pa{j}: old {old_revisions[j]} now {st.get('restartRevision')} rollout {st.get('rollout')}")
+            raise
     # Events are posted right after the status write of the reconcile that restarted
     wait_for(lambda: restart_events(core, namespace), what="RestartTriggered Event")
     assert len(restart_events(core, namespace)) == 1

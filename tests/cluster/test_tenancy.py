@@ -268,8 +268,12 @@ def env(cluster, api, core, apps, custom, crds, simulator, capture, tmp_path_fac
         t.remember(a_refresh)
         put(core, ns, "tenant-install", {"refresh_token": a_refresh}, labels=CONSENT)
 
+        # the Lease the chart's Role lets the operator hold (by name), as the Deployment would name it
+        lease = next(name for d in yaml.safe_load_all(manifests) if d and d["kind"] == "Role"
+                     for rule in d["rules"] if "leases" in rule.get("resources", [])
+                     for name in rule.get("resourceNames", []))
         op = Operator(op_kc, simulator, tmp / "operator.log", release_ns, scope=("--namespace", ns))
-        op.start("--tenancy", "consent")
+        op.start("--tenancy", "consent", "--lease-name", lease)
         print(f"\noperator log: {op.log_path}", flush=True)
         wait_for(lambda: t.condition(t.get(custom, ns, "team-b"), "Ready").get("status") == "True",
                  timeout=40, what="team-b Ready under the chart's RBAC")

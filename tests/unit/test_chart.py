@@ -36,6 +36,21 @@ NAMESPACED_RULES = {
     *(("apps", r, v) for r in ("deployments", "statefulsets", "daemonsets") for v in ("get", "list", "watch", "patch")),
     *(("argoproj.io", "rollouts", v) for v in ("get", "list", "watch", "patch")),
 }
+# The operator's own objects in the release namespace, in both watch modes: its Secrets by name (create cannot
+# be limited by name) and, with leader election, its Lease by name.
+OWN_SECRET_RULES = {
+    ("", "secrets", "get", "hubspot-token-operator-hmac"),
+    ("", "secrets", "get", "hubspot-token-operator-custody"),
+    ("", "secrets", "update", "hubspot-token-operator-custody"),
+    ("", "secrets", "create", None),
+}
+
+
+def lease_rules(name: str = FULLNAME) -> set[tuple]:
+    return {("coordination.k8s.io", "leases", "get", name), ("coordination.k8s.io", "leases", "update", name),
+            ("coordination.k8s.io", "leases", "create", None)}
+
+
 # Kopf's own needs, cluster-wide in both modes.
 KOPF_CLUSTER_RULES = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
@@ -165,6 +180,11 @@ LINT_CASES = {
         "priorityClassName": "system-cluster-critical",
         "image": {"digest": "sha256:" + "a" * 64},
     },
+    "single-replica-no-ha": {
+        "replicaCount": 1, "leaderElection": {"enabled": False},
+        "podDisruptionBudget": {"enabled": False}, "spreadAcrossNodes": False, "topologySpreadConstraints": [],
+    },
+    "shard": {"replicaCount": 3, "tokenSelector": "shard in (a,b)", "leaderElection": {"leaseName": "hto-shard-a"}},
 }
 
 
@@ -183,7 +203,8 @@ def test_default_render(helm: Path, helm_env: dict, tmp_path: Path) -> None:
     docs = render(helm, helm_env, tmp_path)
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
-                            "ClusterRoleBinding", "Deployment", "Service"])
+                            "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service",
+                            "PodDisruptionBudget"])
     for d in docs:
         labels = d["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "hubspot-token-operator"
@@ -201,10 +222,75 @@ def test_default_render(helm: Path, helm_env: dict, tmp_path: Path) -> None:
     assert svc["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
     dep = one(docs, "Deployment")
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
-    assert dep["spec"]["replicas"] == 1
-    assert dep["spec"]["strategy"] == {"type": "Recreate"}  # no overlap of two standalone operators
     sa = one(docs, "ServiceAccount", SA, NAMESPACE)
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+
+
+def test_default_render_is_highly_available(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    docs = render(helm, helm_env, tmp_path)
+    dep = one(docs, "Deployment", FULLNAME, NAMESPACE)
+    selector = dep["spec"]["selector"]["matchLabels"]
+    assert dep["spec"]["replicas"] == 2  # a leader and a standby
+    # The new pod starts as a standby before the old one leaves (and releases the lease).
+    assert dep["spec"]["strategy"] == {"type": "RollingUpdate",
+                                       "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    pdb = one(docs, "PodDisruptionBudget", FULLNAME, NAMESPACE)
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}  # a drain can evict one
+
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["affinity"] == {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100,
+        "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": selector}},
+    }]}}
+    assert pod["topologySpreadConstraints"] == [{
+        "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": selector},
+    }]
+    assert selector.items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+
+    env = {e["name"]: e.get("value") for e in container(docs)["env"]}
+    assert env["HTO_LEADER_ELECT"] == "true"
+    assert env["HTO_LEASE_NAME"] == FULLNAME  # one lease per release
+    assert (env["HTO_LEASE_DURATION"], env["HTO_LEASE_RENEW_DEADLINE"], env["HTO_LEASE_RETRY_PERIOD"]) == ("15", "10", "2")
+    assert env["HTO_TOKEN_SELECTOR"] == ""
+
+
+def test_user_affinity_replaces_the_default_anti_affinity(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["ops"]}]}]}}}
+    docs = render(helm, helm_env, tmp_path, {"affinity": affinity})
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["affinity"] == affinity
+    docs = render(helm, helm_env, tmp_path, {"spreadAcrossNodes": False})
+    assert "affinity" not in one(docs, "Deployment")["spec"]["template"]["spec"]
+
+
+def test_topology_spread_constraints_override(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    docs = render(helm, helm_env, tmp_path, {"topologySpreadConstraints": []})
+    assert "topologySpreadConstraints" not in one(docs, "Deployment")["spec"]["template"]["spec"]
+    mine = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+             "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": RELEASE}}}]
+    docs = render(helm, helm_env, tmp_path, {"topologySpreadConstraints": mine})
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["topologySpreadConstraints"] == mine
+
+
+def test_leader_election_and_sharding_values(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    docs = render(helm, helm_env, tmp_path, {
+        "replicaCount": 3, "tokenSelector": "shard=a",
+        "leaderElection": {"leaseName": "hto-shard-a", "leaseDurationSeconds": 20, "renewDeadlineSeconds": 12,
+                           "retryPeriodSeconds": 0.5},
+    })
+    assert one(docs, "Deployment")["spec"]["replicas"] == 3
+    env = {e["name"]: e.get("value") for e in container(docs)["env"]}
+    assert env["HTO_TOKEN_SELECTOR"] == "shard=a"
+    assert env["HTO_LEASE_NAME"] == "hto-shard-a"
+    assert (env["HTO_LEASE_DURATION"], env["HTO_LEASE_RENEW_DEADLINE"], env["HTO_LEASE_RETRY_PERIOD"]) == ("20", "12", "0.5")
+    assert lease_rules("hto-shard-a") <= granted(docs)[NAMESPACE]
+
+    # A single replica may run without leader election; then no Lease is granted.
+    docs = render(helm, helm_env, tmp_path, {"replicaCount": 1, "leaderElection": {"enabled": False}})
+    env = {e["name"]: e.get("value") for e in container(docs)["env"]}
+    assert env["HTO_LEADER_ELECT"] == "false"
+    assert not any(r[1] == "leases" for scope in granted(docs).values() for r in scope)
 
 
 def test_chart_version_matches_the_package() -> None:
@@ -250,8 +336,14 @@ def test_deployment_is_hardened(helm: Path, helm_env: dict, tmp_path: Path) -> N
 
 def test_rbac_all_namespaces_is_exactly_what_the_operator_needs(helm: Path, helm_env: dict, tmp_path: Path) -> None:
     docs = render(helm, helm_env, tmp_path, {"watch": {"mode": "all"}})
-    assert find(docs, "Role") == [] and find(docs, "RoleBinding") == []
-    assert granted(docs) == {"cluster": with_names(NAMESPACED_RULES | KOPF_CLUSTER_RULES)}
+    one(docs, "Role", f"{FULLNAME}-hmac", NAMESPACE)
+    assert granted(docs) == {
+        "cluster": with_names(NAMESPACED_RULES | KOPF_CLUSTER_RULES),
+        # Leases only in the release namespace, only the release's own by name (create cannot be named).
+        NAMESPACE: OWN_SECRET_RULES | lease_rules(),
+    }
+    for cr in find(docs, "ClusterRole"):
+        assert not any("leases" in r["resources"] for r in cr["rules"]), cr["metadata"]["name"]
 
 
 def test_rbac_namespaces_mode(helm: Path, helm_env: dict, tmp_path: Path) -> None:
@@ -263,15 +355,13 @@ def test_rbac_namespaces_mode(helm: Path, helm_env: dict, tmp_path: Path) -> Non
     # Nothing cluster-wide beyond Kopf's read-only discovery; in particular no ClusterRole touching secrets.
     for cr in find(docs, "ClusterRole"):
         assert not any("secrets" in r["resources"] for r in cr["rules"]), cr["metadata"]["name"]
-    hmac = "hubspot-token-operator-hmac"
     assert granted(docs) == {
         "cluster": with_names(KOPF_CLUSTER_RULES),
         "team-a": with_names(NAMESPACED_RULES),
         "team-b": with_names(NAMESPACED_RULES),
-        # The fingerprint key and custody Secrets in the operator's namespace: by name; create (unnameable).
-        NAMESPACE: {("", "secrets", "get", hmac), ("", "secrets", "create", None),
-                    ("", "secrets", "get", "hubspot-token-operator-custody"),
-                    ("", "secrets", "update", "hubspot-token-operator-custody")},
+        # The fingerprint key and custody Secrets and the Lease in the operator's namespace: by name; create
+        # (unnameable).
+        NAMESPACE: OWN_SECRET_RULES | lease_rules(),
     }
     assert container(docs)["args"] == ["--namespace", "team-a", "--namespace", "team-b"]
 
@@ -385,7 +475,7 @@ def test_rendered_env_and_args_configure_the_operator(helm: Path, helm_env: dict
         "watch": {"mode": "namespaces", "namespaces": ["a", "b"]},
         "hubspot": {"baseURL": "http://hubspot-sim.test:8080", "defaultOAuthAPI": "v3"},
         "workers": 3, "appRefreshRate": 2.5, "logLevel": "DEBUG", "logFormat": "text",
-        "metrics": {"port": 9090}, "health": {"port": 9091}, "hmacSecretName": "k",
+        "metrics": {"port": 9090}, "health": {"port": 9091}, "hmacSecretName": "k", "tokenSelector": "shard=a",
     })
     c = container(docs)
     downward = {"metadata.name": "hto-abc", "metadata.namespace": NAMESPACE}
@@ -400,6 +490,10 @@ def test_rendered_env_and_args_configure_the_operator(helm: Path, helm_env: dict
     assert (s.log_level, s.log_format) == ("DEBUG", "text")
     assert (s.metrics_port, s.health_port) == (9090, 9091)
     assert (s.operator_namespace, s.fingerprint_secret) == (NAMESPACE, "k")
+    assert s.leader_elect and s.lease_name() == FULLNAME
+    assert (s.lease_duration, s.lease_renew_deadline, s.lease_retry_period) == (15, 10, 2)
+    assert s.token_selector == "shard=a"
+    assert s.problems() == []  # the chart's defaults pass the operator's own start-up checks
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"metrics": 9090, "health": 9091}
     assert one(docs, "Service")["spec"]["ports"][0]["targetPort"] == "metrics"
@@ -419,8 +513,16 @@ INVALID = {
     "namespaces-mode-no-list": ({"watch": {"mode": "namespaces"}}, "/watch"),
     "all-mode-with-namespaces": ({"watch": {"mode": "all", "namespaces": ["a"]}}, "/watch/namespaces"),
     "bad-namespace-name": ({"watch": {"mode": "namespaces", "namespaces": ["Team_A"]}}, "/watch/namespaces/0"),
-    "replicas-3": ({"replicas": 3}, "/replicas"),
-    "replicas-0": ({"replicas": 0}, "/replicas"),
+    "replica-count-0": ({"replicaCount": 0}, "/replicaCount"),
+    "replica-count-string": ({"replicaCount": "two"}, "/replicaCount"),
+    "old-replicas-key": ({"replicas": 1}, "replicas"),  # renamed to replicaCount
+    "lease-duration-fraction": ({"leaderElection": {"leaseDurationSeconds": 15.5}},
+                                "/leaderElection/leaseDurationSeconds"),
+    "retry-period-zero": ({"leaderElection": {"retryPeriodSeconds": 0}}, "/leaderElection/retryPeriodSeconds"),
+    "lease-name-invalid": ({"leaderElection": {"leaseName": "Not_A_Name"}}, "/leaderElection/leaseName"),
+    "leader-election-unknown-key": ({"leaderElection": {"enable": True}}, "enable"),
+    "token-selector-list": ({"tokenSelector": ["shard=a"]}, "/tokenSelector"),
+    "spread-constraints-object": ({"topologySpreadConstraints": {"maxSkew": 1}}, "/topologySpreadConstraints"),
     "log-format-xml": ({"logFormat": "xml"}, "/logFormat"),
     "log-level-verbose": ({"logLevel": "verbose"}, "/logLevel"),
     "base-url-not-a-url": ({"hubspot": {"baseURL": "not-a-url"}}, "/hubspot/baseURL"),
@@ -459,7 +561,14 @@ def test_schema_refuses_on_install_too(helm: Path, helm_env: dict, tmp_path: Pat
     ({"metrics": {"port": 8081}}, "metrics.port and health.port must differ"),
     ({"serviceMonitor": {"enabled": True}, "metrics": {"port": 8080, "service": {"enabled": False}}},
      "serviceMonitor.enabled needs metrics.service.enabled"),
-], ids=["same-ports", "servicemonitor-without-service"])
+    ({"replicaCount": 2, "leaderElection": {"enabled": False}},
+     "replicaCount is 2 but leaderElection.enabled is false"),
+    ({"leaderElection": {"leaseDurationSeconds": 10, "renewDeadlineSeconds": 10}},
+     "leaderElection needs 0 < retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds (got 2 / 10 / 10)"),
+    ({"leaderElection": {"renewDeadlineSeconds": 2, "retryPeriodSeconds": 3}},
+     "leaderElection needs 0 < retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds (got 3 / 2 / 15)"),
+], ids=["same-ports", "servicemonitor-without-service", "replicas-without-leader-election",
+        "renew-deadline-not-below-duration", "retry-not-below-renew-deadline"])
 def test_template_refuses_inconsistent_values(helm: Path, helm_env: dict, tmp_path: Path, values: dict,
                                               message: str) -> None:
     proc = run_helm(helm, helm_env, "template", RELEASE, str(CHART), values=values, tmp=tmp_path)

@@ -305,10 +305,11 @@ async def f5_wake_matches_restart(w: World, selector: dict, labels: dict) -> Non
 
     woken: list = []
     saved = operator_main._current
+    rt.index.put(NS, "reporting", rt.tokens[key]["spec"])
     operator_main.install(types.SimpleNamespace(
         runtime=rt, queue=types.SimpleNamespace(schedule=lambda k, at=None: woken.append(k))))
     try:  # the watch handler Kopf calls for a Deployment event
-        handlers.deployment_event(namespace=NS, name="web", labels=labels, tokens_by_namespace={NS: ["reporting"]})
+        await handlers.deployment_event(namespace=NS, name="web", labels=labels)
     finally:
         operator_main.install(saved)
     check([] if bool(woken) == restarted else

@@ -130,3 +130,65 @@ def test_a_black_holed_api_server_fails_the_call_instead_of_hanging(run, monkeyp
             run(k.patch_status("ns", "t", {"x": 1}), timeout=10)
     finally:
         hole.close()
+
+
+def test_operator_stop_drains_the_queue_even_when_no_key_is_waiting(run):
+    """Found by the SIGTERM fault test: a WorkQueue is falsy when nothing waits (every key in flight or
+    dispatched), and `if self.queue:` skipped the drain, so reconciles waiting for a worker started
+    refreshes after SIGTERM and the HubSpot client was closed under them."""
+    from hubspot_token_operator.operator_main import OperatorContext
+    from hubspot_token_operator.settings import Settings
+
+    started: list[str] = []
+
+    async def handler(key):
+        started.append(key)
+        await asyncio.sleep(0.3)
+
+    async def main():
+        ctx = OperatorContext(Settings(shutdown_grace_seconds=5, leader_elect=False))
+        ctx.queue = WorkQueue(Clock(), handler, workers=1)
+        ctx.started = True
+        await ctx.queue.start()
+        for k in ("a", "b", "c"):
+            ctx.queue.schedule(k)
+        await asyncio.sleep(0.05)  # "a" runs; "b" and "c" were dispatched and wait for the one worker
+        assert len(ctx.queue) == 0
+        await ctx.stop()
+
+    run(main())
+    assert started == ["a"], "work started after the stop began"
+
+
+def test_drain_critical_waits_for_sections_that_start_while_it_waits(run):
+    from hubspot_token_operator.fingerprint import Fingerprinter
+    from hubspot_token_operator.runtime import Runtime
+    from hubspot_token_operator.settings import Settings
+
+    done: list[str] = []
+
+    async def section(name, delay):
+        await asyncio.sleep(delay)
+        done.append(name)
+
+    async def main():
+        rt = Runtime(settings=Settings(), kube=None, clock=Clock(), fingerprints=Fingerprinter(b"k" * 32))
+        first = asyncio.ensure_future(rt.critical(section("first", 0.1)))
+
+        async def later():
+            await asyncio.sleep(0.05)
+            await rt.critical(section("second", 0.3))
+
+        second = asyncio.ensure_future(later())
+        left = await rt.drain_critical(5)
+        await asyncio.gather(first, second)
+        return left
+
+    assert run(main()) == 0
+    assert done == ["first", "second"]
+
+
+def test_a_standby_is_alive_while_its_election_runs_and_reports_its_role():
+    h = health.judge_standby(True, 3)
+    assert h.ok and h.as_dict()["role"] == "standby"
+    assert not health.judge_standby(False, 0).ok

@@ -168,7 +168,25 @@ class TestStats:
         assert stats["total"] == 6
         assert access not in json.dumps(stats)
         http.post("/_sim/stats/reset")
-        assert sim.stats() == {"requests": {}, "hosts": {}, "total": 0, "refresh_token_reuses": 0}
+        assert sim.stats() == {"requests": {}, "hosts": {}, "total": 0, "refresh_token_reuses": 0,
+                               "refreshes_by_install": {}, "concurrent_refreshes_of_one_grant": 0}
+
+    def test_refreshes_of_one_grant_in_flight_at_once_are_counted(self, http, sim: SimControl, grant):
+        """How the HA tests prove that two operator replicas never refresh one grant at the same time."""
+        import threading
+
+        refresh(http, grant)
+        assert sim.stats()["concurrent_refreshes_of_one_grant"] == 0
+        http.post("/_sim/faults", json={"kind": "latency", "path": "/oauth/2026-03/token", "delay_ms": 300})
+        threads = [threading.Thread(target=refresh, args=(http, grant)) for _ in range(2)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        http.delete("/_sim/faults")
+        stats = sim.stats()
+        assert stats["concurrent_refreshes_of_one_grant"] == 1
+        assert list(stats["refreshes_by_install"].values()) == [3]
 
 
 def test_state_file_survives_a_restart(tmp_path: Path):

@@ -85,3 +85,37 @@ what the operator does (tests/unit/test_chart.py pins these verbs exactly).
   resources: ["rollouts"]
   verbs: ["get", "list", "watch", "patch"]
 {{- end }}
+
+{{/* Name of the leader-election Lease: leaderElection.leaseName, else the full name (one lease per release). */}}
+{{- define "hto.leaseName" -}}
+{{- default (include "hto.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/*
+Refuses values that cannot work together: several replicas without leader election would refresh (and
+rotate) the same tokens concurrently; the lease timings must satisfy what the operator checks at start.
+*/}}
+{{- define "hto.validateHA" -}}
+{{- $le := .Values.leaderElection }}
+{{- if and (gt (int .Values.replicaCount) 1) (not $le.enabled) }}
+{{- fail (printf "replicaCount is %d but leaderElection.enabled is false: replicas without leader election would refresh (and rotate) the same tokens concurrently. Set replicaCount: 1 or leaderElection.enabled: true" (int .Values.replicaCount)) }}
+{{- end }}
+{{- if $le.enabled }}
+{{- $retry := float64 $le.retryPeriodSeconds }}
+{{- $renew := float64 $le.renewDeadlineSeconds }}
+{{- $duration := float64 $le.leaseDurationSeconds }}
+{{- if not (and (gt $retry 0.0) (lt $retry $renew) (lt $renew $duration)) }}
+{{- fail (printf "leaderElection needs 0 < retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds (got %v / %v / %v)" $le.retryPeriodSeconds $le.renewDeadlineSeconds $le.leaseDurationSeconds) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Default topologySpreadConstraints: spread this release's pods across zones, never blocking scheduling. */}}
+{{- define "hto.defaultTopologySpreadConstraints" -}}
+- maxSkew: 1
+  topologyKey: topology.kubernetes.io/zone
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "hto.selectorLabels" . | nindent 6 }}
+{{- end }}

@@ -54,7 +54,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 EU_BASE_URL = "https://api-eu1.hubapi.com"
-DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=15.0, write=10.0, pool=5.0)
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=8.0, write=8.0, pool=5.0)
+# The whole of one call, waiting for a connection slot included. Shorter than a leader lease's validity
+# after a renewal (15 s - 2 s), so a replica that may start a call is sure to end it while it still leads.
+DEFAULT_CALL_DEADLINE = 10.0
 # HubSpot's own Node SDK caps concurrency at 6. It is also where httpx performs best: httpcore's pool does
 # O(waiting requests x connections) work per request, so 50 parallel sockets are slower than 6.
 DEFAULT_MAX_CONCURRENCY = 6
@@ -98,6 +101,8 @@ class HubSpotClient:
         event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
         verify: ssl.SSLContext | None = None,
         user_agent: str = "hubspot-token-operator",
+        deadline: float = DEFAULT_CALL_DEADLINE,
+        admit: Callable[[float], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_generation = ApiGeneration(api_generation)
@@ -106,6 +111,10 @@ class HubSpotClient:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         self._now = now
+        # Every call ends within `deadline` seconds (waiting for a slot included). `admit(deadline)` runs
+        # just before a request is sent and may raise to forbid it (leader election: leadership.py).
+        self.deadline = deadline
+        self._admit = admit
         self._flights: SingleFlight[RefreshOutcome] = SingleFlight()
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         # Requests queue here, in O(1), instead of inside httpcore's pool (see DEFAULT_MAX_CONCURRENCY).
@@ -370,12 +379,21 @@ class HubSpotClient:
     ) -> _Reply | Failure:
         """One HTTP exchange. ``route`` is the loggable template; ``path`` may contain a token."""
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
+        ends = time.monotonic() + self.deadline
         if not await self._enter_gate():
             return classify_exception(operation, httpx.PoolTimeout("no free connection slot"))
         try:
+            if self._admit is not None:
+                self._admit(self.deadline)
             sent_at = self._aware_now()
             started = time.perf_counter()
-            response = await self._http.request(method, path, data=form, json=json_body, headers=headers)
+            response = await asyncio.wait_for(
+                self._http.request(method, path, data=form, json=json_body, headers=headers),
+                max(ends - time.monotonic(), 0.001))
+        except asyncio.TimeoutError:
+            failure = classify_exception(operation, httpx.ReadTimeout(f"no answer within {self.deadline:g}s"))
+            log.info("%s %s %s failed: %s", operation, method, route, failure.reason)
+            return failure
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             failure = classify_exception(operation, exc)
             log.info("%s %s %s failed: %s", operation, method, route, failure.reason)

@@ -51,6 +51,26 @@ async def count_requests(request: web.Request, handler):
 
 
 @web.middleware
+async def track_refreshes(request: web.Request, handler):
+    """Marks a refresh of a grant in flight from arrival (before any injected latency) to the answer."""
+    if request.method != "POST" or not request.path.startswith("/oauth/") or not request.path.endswith("/token"):
+        return await handler(request)
+    try:
+        form = await request.post()
+    except Exception:  # noqa: BLE001 - not a form: the route answers it
+        return await handler(request)
+    ctx = sim(request)
+    record = ctx.state.refresh_tokens.get(str(form.get("refresh_token") or ""))
+    if form.get("grant_type") != "refresh_token" or record is None:
+        return await handler(request)
+    ctx.stats.refresh_started(record.install_id)
+    try:
+        return await handler(request)
+    finally:
+        ctx.stats.refresh_ended(record.install_id)
+
+
+@web.middleware
 async def inject_faults(request: web.Request, handler):
     ctx = sim(request)
     plan = ctx.faults.plan(request.method, request.path)

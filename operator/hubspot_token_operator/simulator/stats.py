@@ -26,6 +26,9 @@ class RequestStats:
             self._hosts: dict[str, int] = defaultdict(int)
             self._total = 0
             self._reuses = 0
+            self._refreshing: dict[int, int] = defaultdict(int)  # install id -> refreshes in flight
+            self._refreshes: dict[int, int] = defaultdict(int)  # install id -> refreshes received
+            self._overlaps = 0
 
     def record(self, route: str, outcome: str, host: str | None, generation: int | None = None) -> None:
         """Count one finished request; ``generation`` is ``self.generation`` as seen when it started."""
@@ -42,6 +45,19 @@ class RequestStats:
         with self._lock:
             self._reuses += 1
 
+    def refresh_started(self, install_id: int) -> None:
+        """A refresh of this install (grant) arrived. Two in flight at once is an overlap: two callers
+        (say, two operator replicas) refreshing one grant concurrently."""
+        with self._lock:
+            if self._refreshing[install_id]:
+                self._overlaps += 1
+            self._refreshing[install_id] += 1
+            self._refreshes[install_id] += 1
+
+    def refresh_ended(self, install_id: int) -> None:
+        with self._lock:
+            self._refreshing[install_id] = max(0, self._refreshing[install_id] - 1)
+
     def snapshot(self) -> dict:
         with self._lock:
             return {
@@ -49,4 +65,6 @@ class RequestStats:
                 "hosts": dict(self._hosts),
                 "total": self._total,
                 "refresh_token_reuses": self._reuses,
+                "refreshes_by_install": {str(k): v for k, v in self._refreshes.items()},
+                "concurrent_refreshes_of_one_grant": self._overlaps,
             }

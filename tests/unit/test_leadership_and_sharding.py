@@ -1,0 +1,241 @@
+"""Leader election decisions (which step, when a replica may call HubSpot, when it steps down) and the
+shard a release serves (label selector parsing, the token index that replaced Kopf indexes)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hubspot_token_operator.leadership import (
+    Elector, LeaderClock, LeaseRecord, LeaseTimings, NotLeading, Step, next_step,
+)
+from hubspot_token_operator.settings import Settings
+from hubspot_token_operator.sharding import SelectorError, TokenIndex, in_shard, parse_selector
+
+T = LeaseTimings(duration=15, renew_deadline=10, retry_period=2)
+
+
+def rec(holder, rv="1", duration=15):
+    return LeaseRecord(holder=holder, duration_seconds=duration, renew_time="t", transitions=0, resource_version=rv)
+
+
+@pytest.mark.parametrize("record,unchanged_for,step", [
+    (None, 0, Step.CREATE),
+    (rec("me"), 0, Step.RENEW),
+    (rec("me"), 100, Step.RENEW),
+    (rec(None), 0, Step.TAKE),  # released on a clean shutdown: take it at once
+    (rec("other"), 14.9, Step.WAIT),
+    (rec("other"), 15, Step.TAKE),  # not renewed for its whole duration, as we saw it
+    (rec("other", duration=60), 30, Step.WAIT),  # the holder's own duration counts, not ours
+])
+def test_next_step(record, unchanged_for, step):
+    assert next_step(record, "me", unchanged_for) is step
+
+
+def test_a_replica_calls_hubspot_only_while_the_lease_outlives_the_call():
+    now = [100.0]
+    clock = LeaderClock(T, now=lambda: now[0])
+    assert not clock.leading and not clock.may_call(1)
+    clock.renewed(sent_at=100.0)
+    assert clock.leading and clock.may_call(10)  # 15 s left > 10 s call
+    now[0] = 104.0
+    assert not clock.may_call(11.5) and clock.may_call(10.5)
+    with pytest.raises(NotLeading):
+        clock.admit(12)
+    assert not clock.must_step_down()
+    now[0] = 110.5  # no successful renewal for longer than the renew deadline
+    assert clock.must_step_down()
+    now[0] = 115.0
+    assert not clock.leading and not clock.may_call(0.001)
+
+
+def test_timings_must_leave_room_for_a_renewal():
+    with pytest.raises(ValueError):
+        LeaseTimings(duration=10, renew_deadline=10, retry_period=2)
+    with pytest.raises(ValueError):
+        LeaseTimings(duration=15, renew_deadline=10, retry_period=10)
+
+
+class FakeLeases:
+    """Leases with resourceVersion guards, like the API server (unit tests only)."""
+
+    def __init__(self):
+        self.spec, self.rv, self.writes = None, 0, 0
+
+    async def get_lease(self, ns, name):
+        if self.spec is None:
+            return None
+        return LeaseRecord(self.spec.get("holderIdentity"), self.spec["leaseDurationSeconds"],
+                           self.spec.get("renewTime"), self.spec.get("leaseTransitions", 0), str(self.rv))
+
+    async def create_lease(self, ns, name, spec):
+        from kubernetes.client import ApiException
+        if self.spec is not None:
+            raise ApiException(status=409)
+        self.spec, self.rv = dict(spec), self.rv + 1
+        self.writes += 1
+
+    async def replace_lease(self, ns, name, rv, spec):
+        from kubernetes.client import ApiException
+        if rv != str(self.rv):
+            raise ApiException(status=409)
+        self.spec, self.rv = dict(spec), self.rv + 1
+        self.writes += 1
+
+
+def test_two_electors_one_leader_and_a_release_hands_over_at_once(run):
+    fast = LeaseTimings(duration=1.0, renew_deadline=0.6, retry_period=0.05)
+
+    async def main():
+        leases = FakeLeases()
+        events: list[str] = []
+
+        def elector(name):
+            async def elected():
+                events.append(f"{name} elected")
+
+            async def lost():
+                events.append(f"{name} lost")
+            return Elector(leases, "ns", "lease", fast, elected, lost, me=name)
+
+        a, b = elector("a"), elector("b")
+        a.start()
+        await asyncio.sleep(0.2)
+        b.start()
+        await asyncio.sleep(0.5)
+        assert events == ["a elected"] and a.clock.leading and not b.clock.leading
+        await a.stop(release=True)
+        await asyncio.sleep(0.3)  # b takes the released lease within a few retry periods, not a duration
+        assert events == ["a elected", "b elected"]
+        assert leases.spec["holderIdentity"] == "b" and leases.spec["leaseTransitions"] == 1
+        await b.stop(release=False)
+
+    run(main())
+
+
+def test_a_standby_takes_over_only_after_the_lease_went_unrenewed_for_its_duration(run):
+    fast = LeaseTimings(duration=0.6, renew_deadline=0.4, retry_period=0.05)
+
+    async def main():
+        leases = FakeLeases()
+        leases.spec = {"holderIdentity": "dead", "leaseDurationSeconds": 0.6, "renewTime": "t"}
+        got = asyncio.Event()
+
+        async def elected():
+            got.set()
+
+        async def lost():
+            pass
+        b = Elector(leases, "ns", "lease", fast, elected, lost, me="b")
+        started = asyncio.get_running_loop().time()
+        b.start()
+        await asyncio.wait_for(got.wait(), 3)
+        waited = asyncio.get_running_loop().time() - started
+        await b.stop(release=False)
+        return waited
+
+    assert run(main()) >= 0.55
+
+
+def test_a_leader_that_cannot_renew_steps_down(run):
+    fast = LeaseTimings(duration=0.6, renew_deadline=0.3, retry_period=0.05)
+
+    async def main():
+        leases = FakeLeases()
+        lost = asyncio.Event()
+
+        async def elected():
+            pass
+
+        async def on_lost():
+            lost.set()
+        a = Elector(leases, "ns", "lease", fast, elected, on_lost, me="a")
+        a.start()
+        await asyncio.sleep(0.15)
+        assert a.clock.leading
+
+        async def broken(*_):
+            from kubernetes.client import ApiException
+            raise ApiException(status=503)
+        leases.get_lease = broken
+        await asyncio.wait_for(lost.wait(), 3)
+        assert not a.clock.leading and not a.clock.may_call(0.01)
+
+    run(main())
+
+
+def test_lease_names_are_per_shard():
+    assert Settings(all_namespaces=True).lease_name() == "hubspot-token-operator"
+    a = Settings(all_namespaces=True, token_selector="shard=a").lease_name()
+    b = Settings(all_namespaces=True, token_selector="shard=b").lease_name()
+    ns = Settings(namespaces=["x", "y"]).lease_name()
+    assert len({a, b, ns, "hubspot-token-operator"}) == 4
+    assert Settings(namespaces=["y", "x"]).lease_name() == ns  # order does not matter
+    assert Settings(all_namespaces=True, lease="mine").lease_name() == "mine"
+
+
+@pytest.mark.parametrize("text,labels,match", [
+    ("shard=a", {"shard": "a"}, True),
+    ("shard==a", {"shard": "b"}, False),
+    ("shard!=a", {}, True),
+    ("shard!=a", {"shard": "a"}, False),
+    ("shard in (a, b)", {"shard": "b"}, True),
+    ("shard in (a,b),tier=x", {"shard": "b"}, False),
+    ("shard notin (a,b)", {"shard": "c"}, True),
+    ("legacy", {"legacy": ""}, True),
+    ("!legacy", {"legacy": "y"}, False),
+    ("!legacy", {}, True),
+    ("app.kubernetes.io/part-of=billing", {"app.kubernetes.io/part-of": "billing"}, True),
+])
+def test_token_selector(text, labels, match):
+    assert in_shard(parse_selector(text), labels) is match
+
+
+def test_empty_selector_serves_everything_and_garbage_is_refused():
+    assert parse_selector("  ") is None and in_shard(None, {"x": "y"})
+    with pytest.raises(SelectorError, match="cannot parse"):
+        parse_selector("shard=(a")
+
+
+def test_token_index_follows_spec_changes_and_deletes():
+    idx = TokenIndex()
+    spec = {"target": {"name": "out"}, "oauth": {"clientSecretRef": {"name": "app"},
+                                                  "refreshTokenSecretRef": {"name": "rt"}}}
+    idx.put("ns", "a", spec)
+    idx.put("ns", "b", {"target": {"name": "out2"}, "oauth": {"clientSecretRef": {"name": "app"}}})
+    assert idx.using_secret("ns", "app") == ["a", "b"]
+    assert idx.in_namespace("ns") == ["a", "b"]
+    idx.put("ns", "a", {"target": {"name": "moved"}, "oauth": {"clientSecretRef": {"name": "app"}}})
+    assert idx.using_secret("ns", "out") == [] and idx.using_secret("ns", "moved") == ["a"]
+    idx.drop("ns", "a")
+    idx.drop("ns", "b")
+    assert idx.by_secret == {} and idx.by_namespace == {}
+
+
+def test_token_events_outside_the_shard_are_dropped_and_relabelling_moves_a_token(run):
+    import types
+
+    from hubspot_token_operator import handlers
+    from hubspot_token_operator.clock import Clock
+    from hubspot_token_operator.fingerprint import Fingerprinter
+    from hubspot_token_operator.runtime import Runtime
+
+    rt = Runtime(settings=Settings(token_selector="shard=a"), kube=None, clock=Clock(),
+                 fingerprints=Fingerprinter(b"k" * 32))
+    scheduled, forgotten = [], []
+    ctx = types.SimpleNamespace(runtime=rt, queue=types.SimpleNamespace(
+        schedule=lambda k, at=None: scheduled.append(k), forget=forgotten.append))
+
+    def body(name, shard, rv):
+        return {"metadata": {"namespace": "ns", "name": name, "resourceVersion": rv, "labels": {"shard": shard}},
+                "spec": {"target": {"name": f"{name}-out"}}}
+
+    handlers.on_token(ctx, "ADDED", body("mine", "a", "1"))
+    handlers.on_token(ctx, "ADDED", body("theirs", "b", "2"))
+    assert scheduled == [("ns", "mine")] and set(rt.tokens) == {("ns", "mine")}
+    assert rt.index.using_secret("ns", "mine-out") == ["mine"] and rt.index.using_secret("ns", "theirs-out") == []
+    handlers.on_token(ctx, "MODIFIED", body("mine", "b", "3"))  # relabelled into another shard
+    assert rt.tokens == {} and forgotten == [("ns", "mine")] and rt.index.using_secret("ns", "mine-out") == []
+    handlers.on_token(ctx, "MODIFIED", body("theirs", "a", "4"))  # and one comes in
+    assert set(rt.tokens) == {("ns", "theirs")} and scheduled[-1] == ("ns", "theirs")
