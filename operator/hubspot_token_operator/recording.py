@@ -122,10 +122,8 @@ class Recorder:
         if patch:
             try:
                 updated = await kube.patch_status(md["namespace"], md["name"], patch)
-                log.debug("%s/%s: status %s written (rv %s -> %s) %s -> %s", md["namespace"], md["name"], sorted(patch),
-                          md.get("resourceVersion"), (updated or {}).get("metadata", {}).get("resourceVersion"),
-                          {k: v for k, v in (patch.get("rollout") or {}).items() if k != "targets"},
-                          {k: v for k, v in ((updated or {}).get("status", {}).get("rollout") or {}).items() if k != "targets"})
+                log.debug("%s/%s: status %s written (rv %s -> %s)", md["namespace"], md["name"], sorted(patch),
+                          md.get("resourceVersion"), (updated or {}).get("metadata", {}).get("resourceVersion"))
             except ApiException as e:
                 if e.status != 404:
                     raise

@@ -83,11 +83,14 @@ async def reconcile_rollout(rt: Runtime, body: dict, spec: TokenSpec, rec: Recor
             # First sight of this target: the workload started with whatever the Secret held; nothing to restart.
             record["revision"] = revision
         if record.get("revision") != revision:
-            any_pending = True
-            all_complete = False
+            # Pending until this target is restarted (or found restarted) for `revision`; each branch that
+            # leaves it waiting says so. Once recorded, it is judged by its progress like any other target.
             if pending_since is None:
                 pending_since = now
             due = due_at(pending_since, w, spec.rollout)
+            if now < due or paused(w):
+                any_pending = True
+                all_complete = False
             if now < due:
                 if due - pending_since > spec.rollout.delay and record.get("state") != "Deferred":
                     rec.event(
@@ -110,10 +113,10 @@ async def reconcile_rollout(rt: Runtime, body: dict, spec: TokenSpec, rec: Recor
                 try:
                     await rt.kube.patch_workload(ns, ref.kind, ref.name, restart_patch(w, value, now))
                 except ApiException as e:
+                    any_pending, all_complete = True, False
                     if e.status == 409:  # changed under us (often: a sibling token restarting it); look again
                         wake.append(now)
                         new_records.append(record)
-                        all_complete = False
                         continue
                     rec.event("Warning", "RestartFailed", f"patching {key} failed: HTTP {e.status} {e.reason}")
                     record.update(state="Failed", message=f"patch failed: HTTP {e.status}")

@@ -317,6 +317,34 @@ async def f5_wake_matches_restart(w: World, selector: dict, labels: dict) -> Non
            f"but the rollout {'restarts' if restarted else 'does not restart'} the Deployment"])
 
 
+# ---- F13: a restart recorded in the pass that finds it complete leaves nothing pending ------------------
+
+
+async def f13_restart_complete_at_once(w: World, already_restarted: bool) -> None:
+    """Found by a flaky cluster test: when a target was restarted (by this token, or already by a sibling
+    that changed together with it) and had rolled out by the time this token looked, the pass recorded the
+    new revision but left `pendingSince` set and PreviousTokenRetirable False, and, the workload being
+    complete, asked for no further look: both stayed wrong for an hour."""
+    key, app = w.private_app(rollout={"targets": [{"kind": "Deployment", "name": "web"}], "delay": "0s"})
+    w.kube.add_workload(NS, "Deployment", "web")
+    rt = w.runtime()
+    await passes(rt, key)
+    w.set_source("reporting", w.sim.rotate_private_app(app.app_id))
+    if already_restarted:  # a sibling's restart for the same revisions got there first: no patch of ours
+        async def noop(*_a, **_k):
+            return None
+        w.kube.patch_workload = noop
+    await passes(rt, key)  # the pass that sees the rotation restarts, and the workload is done at once
+    st = w.status("reporting")
+    target = st["rollout"]["targets"][0]
+    check([p for p in (
+        "pendingSince still set" if st["rollout"].get("pendingSince") else "",
+        f"target state {target.get('state')}" if target.get("state") != "Complete" else "",
+        "target revision not recorded" if target.get("revision") != st.get("restartRevision") else "",
+        "PreviousTokenRetirable not True" if w.cond("reporting", "PreviousTokenRetirable").get("status") != "True" else "",
+    ) if p])
+
+
 # ---- F8: a failing restore is not a hot loop ---------------------------------------------------------
 
 
@@ -534,6 +562,8 @@ ROWS = [
         id="F5-matchLabels-plus-NotIn-excluded"),
     pytest.param(partial(f5_wake_matches_restart, selector={"matchLabels": {"uses-hubspot": "yes"}},
                          labels={"uses-hubspot": "yes"}), id="F5-control-matchLabels"),
+    pytest.param(partial(f13_restart_complete_at_once, already_restarted=False), id="F13-own-restart-complete-at-once"),
+    pytest.param(partial(f13_restart_complete_at_once, already_restarted=True), id="F13-sibling-restart-already-complete"),
     pytest.param(partial(f8_immutable_target, flow="oauth"), id="F8-oauth-immutable-target"),
     pytest.param(partial(f8_immutable_target, flow="private-app"), id="F8-private-app-immutable-target"),
     pytest.param(f10_retry_after_past_expiry, id="F10-retry-after-86400"),
