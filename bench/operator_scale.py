@@ -1,33 +1,47 @@
-"""How the operator behaves with many HubSpotTokens (issue #4): latency, HubSpot calls, Kubernetes writes,
-pacing of a refresh round, restart herd and memory.
+"""How the operator behaves with many HubSpotTokens (issues #4 and #12): start-up, latency, HubSpot calls,
+Kubernetes writes, restarts, memory, refresh lateness, raw write capacity and leader failover.
 
-Everything is local and on loopback: a throw-away control plane (``LocalCluster``), the HubSpot simulator
-(``hubspot-sim --port 0``) and the operator (``hubspot-token-operator run``), each its own process.
-Two scenarios run one after the other in the same cluster:
+Everything is local and on loopback: a throw-away control plane (``LocalCluster``, free ports, so it can
+run next to a test session's cluster), the HubSpot simulator (``hubspot-sim --port 0``) and the operator
+(``hubspot-token-operator run``), each its own process. The phases run one after the other in one cluster;
+each is one method of `Bench` and can be switched off (``--no-<phase>``):
 
-- ``independent``: N tokens (default 200), one HubSpot app, one install (refresh token Secret) per token.
-- ``fanout``: M tokens (default 50) sharing G installs (default 5): each refresh token Secret is referenced
-  by M/G tokens, so one HubSpot refresh should serve all of them.
+1. cold start: N HubSpotTokens and their input Secrets exist before the operator starts; time until it
+   logs "operator started", until the first and until the last target Secret is published, and the
+   operator's publish rate. (``--no-cold-start``: the operator starts first and the N tokens are created
+   as fast as possible, the issue #4 "initial issue".)
+2. round: ``POST /_sim/clock {"advance_seconds": 1300}`` makes every token due at once; Kubernetes writes
+   and GETs per routine refresh, HubSpot calls per refresh, pacing.
+3. probe: another round; once it is under way, delete an already refreshed target Secret and time its
+   restoration, against the same restoration when the operator is idle (head-of-line blocking).
+4. restart: SIGTERM the operator, start it again with every token published and none due; time until it
+   has reconciled every token, HubSpot token calls and Kubernetes writes in the next ``--herd-seconds``.
+5. create: ``--create-tokens`` new tokens created while the operator runs, at ``--create-rate`` per second
+   (0: as fast as 8 threads go); create -> target Secret p50/p99.
+6. fanout: ``--fanout-tokens`` tokens sharing ``--fanout-grants`` installs; HubSpot calls per refresh.
+7. lateness: the simulator's access-token lifetime is cut to ``--token-lifetime`` s and
+   ``--lateness-tokens`` tokens are created spread over one refresh period; over ``--lateness-seconds`` of
+   steady state, lateness = when the watch saw a refresh (simulator time) minus the ``status.nextRefreshAt``
+   it was scheduled for.
+8. raw writes: the operator is stopped and a plain client (``bench/raw_secret_writes.py``, 8 threads)
+   creates N Secrets shaped like a published target Secret; its rate against the operator's cold-start
+   publish rate.
+9. failover: two operator processes with one lease (short timings), every token made due, the leader
+   killed with SIGKILL once a quarter of the round is published; the gap until the standby logs
+   "acquired lease", the time until the round completes, and the simulator's
+   ``concurrent_refreshes_of_one_grant`` (two refreshes of one grant in flight at once; must be 0).
 
-For each scenario, with a fresh operator process:
+Tokens are spread over HubSpot apps, ``--tokens-per-app`` per app (one install each), so that the per-app
+token bucket (``--app-refresh-rate``, 8/s by default) does not hide what the operator itself can do.
 
-1. initial issue: create the HubSpotTokens as fast as possible (small thread pool) and time create ->
-   target Secret holding ``access_token`` (a Secret watch); HubSpot calls, Kubernetes writes (operator
-   metrics), Kubernetes reads (apiserver metrics) and CPU per refresh;
-2. steady-state round: ``POST /_sim/clock {"advance_seconds": 1300}`` makes every token due at once;
-   time until every target Secret holds a new token, the max HubSpot token calls in any 1 s window, and
-   writes/calls per refresh;
-3. restart herd: SIGTERM the operator, start it again, time until it is up and has reconciled every
-   token, and count HubSpot token calls and Kubernetes writes in the next 20 s (expected: none);
-4. memory: VmRSS/VmHWM of the operator process;
-5. (scenarios with >= 40 tokens) head-of-line probe: advance the clock again and, once the per-app token
-   bucket is pacing the round, delete one already-refreshed target Secret and time its restoration (no
-   HubSpot call needed), compared with the same restoration when the operator is idle.
+    .venv/bin/python bench/operator_scale.py [--tokens 200] [--tokens-per-app 25] [--create-rate 100]
+        [--no-round] [--no-probe] [--no-restart] [--no-create] [--no-fanout] [--no-lateness]
+        [--no-raw-writes] [--no-failover] [--json results.json] [--keep]
+    .venv/bin/python bench/operator_scale.py --smoke     # tiny, every phase, for CI (tests/cluster/test_bench_smoke.py)
 
-    .venv/bin/python bench/operator_scale.py [--tokens 200] [--fanout-tokens 50 --fanout-grants 5]
-                                             [--app-refresh-rate 8] [--json results.json] [--keep]
-
-All loops are bounded by deadlines; the cluster, the simulator and the operator are stopped in ``finally``.
+Every figure is printed, in one table at the end; nothing is asserted. The exit code is 1 if a phase
+failed (its row says why). All waits have deadlines; the cluster, the simulator and the operators are
+stopped in ``finally``.
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import math
 import os
 import shutil
 import signal
@@ -44,6 +59,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -57,10 +73,18 @@ from hubspot_token_operator import GROUP, PLURAL, VERSION
 from hubspot_token_operator.devcluster import LocalCluster
 from hubspot_token_operator.simulator.control_client import SimControl
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import raw_secret_writes  # noqa: E402 - the sibling script, also usable on its own
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TOKEN_ROUTE = "POST /oauth/2026-03/token"
 OPERATOR_NS = "hto-bench-system"
+MAIN_NS, FANOUT_NS, LATE_NS, RAW_NS = "bench-scale", "bench-fanout", "bench-late", "bench-raw"
+FAILOVER_LEASE = "hto-bench-failover"
+FAILOVER_TIMINGS = ["--lease-duration", "6", "--lease-renew-deadline", "4", "--lease-retry-period", "0.5",
+                    "--hubspot-call-deadline", "3"]
+ROUND_JUMP = 1300  # seconds of simulator time: past 67% of a 30-minute token, so every token is due
 HUB = 4242
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -84,6 +108,11 @@ def wait_until(fn, timeout: float, interval: float = 0.1, what: str = "condition
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def sleep_until(deadline: float) -> None:
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.5))
+
+
 def pct(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100)."""
     if not values:
@@ -91,6 +120,14 @@ def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     k = max(0, min(len(s) - 1, int(round(p / 100 * len(s) + 0.5)) - 1))
     return s[k]
+
+
+def spread(values: list[float]) -> dict:
+    r = lambda x: round(x, 2)  # noqa: E731
+    if not values:
+        return {"n": 0}
+    return {"n": len(values), "p50": r(pct(values, 50)), "p90": r(pct(values, 90)), "p99": r(pct(values, 99)),
+            "max": r(max(values)), "min": r(min(values))}
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -127,6 +164,11 @@ def loadavg() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def target_of(key: str) -> str:
+    """"ns/token" -> "ns/token-access", the key of its target Secret."""
+    return f"{key}-access"
+
+
 # ---- processes -----------------------------------------------------------------------------------------
 
 
@@ -148,6 +190,12 @@ class Simulator:
     def token_calls(self) -> int:
         return self.ctl.count(TOKEN_ROUTE)
 
+    def config(self) -> dict:
+        return httpx.get(f"{self.url}/_sim/config", timeout=10).json()
+
+    def clock_offset(self) -> float:
+        return float(httpx.get(f"{self.url}/_sim/clock", timeout=10).json()["offset_seconds"])
+
     def stop(self) -> None:
         self.ctl.close()
         if self.proc.poll() is None:
@@ -160,17 +208,22 @@ class Simulator:
 
 
 class Operator:
-    def __init__(self, kubeconfig: Path, sim_url: str, log: Path, extra: list[str]) -> None:
+    """One ``hubspot-token-operator run`` process. `extra` are more flags, `env` more environment (POD_NAME
+    is its leader-election identity)."""
+
+    def __init__(self, kubeconfig: Path, sim_url: str, log: Path, extra: list[str], env: dict | None = None) -> None:
         self.kubeconfig, self.sim_url, self.log_path, self.extra = kubeconfig, sim_url, log, extra
+        self.env = env or {}
         self.proc: subprocess.Popen | None = None
         self.metrics_port = 0
+        self.exec_at = 0.0  # monotonic time of the last start
 
-    def start(self, timeout: float = 60) -> float:
-        """Starts the operator; returns seconds until it logged "operator started"."""
+    def start(self, timeout: float = 90, marker: str = "operator started") -> float:
+        """Starts the operator; returns seconds until it logged `marker` ("standby:" for a standby)."""
         self.metrics_port = free_port()
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        offset = self.log_offset()
         log = open(self.log_path, "ab")
-        t0 = time.monotonic()
+        self.exec_at = time.monotonic()
         self.proc = subprocess.Popen(
             [
                 str(BIN / "hubspot-token-operator"), "run", "--all-namespaces",
@@ -181,27 +234,40 @@ class Operator:
                 "--log-level", "INFO", *self.extra,
             ],
             stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            env={**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env},
         )
         log.close()
-        deadline = t0 + timeout
+        return self.wait_log(marker, offset, timeout) - self.exec_at
+
+    def log_offset(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def wait_log(self, marker: str, offset: int, timeout: float) -> float:
+        """Monotonic time (50 ms resolution) at which `marker` appeared in the log after byte `offset`."""
+        deadline = time.monotonic() + timeout
+        needle = marker.encode()
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"operator exited with {self.proc.returncode}; see {self.log_path}")
             with open(self.log_path, "rb") as f:
                 f.seek(offset)
-                if b"operator started" in f.read():
-                    return time.monotonic() - t0
+                if needle in f.read():
+                    return time.monotonic()
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited ({self.proc.returncode if self.proc else '-'}) before "
+                                   f"logging {marker!r}; see {self.log_path}")
             time.sleep(0.05)
-        raise RuntimeError(f"operator did not start in {timeout:.0f}s; see {self.log_path}")
+        raise RuntimeError(f"operator did not log {marker!r} in {timeout:.0f}s; see {self.log_path}")
 
     @property
     def pid(self) -> int:
         return self.proc.pid if self.proc else 0
 
-    def stop(self, timeout: float = 20) -> float:
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30) -> float:
         """SIGTERM; returns seconds until the process exited."""
-        if not self.proc or self.proc.poll() is not None:
+        if not self.running:
             return 0.0
         t0 = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
@@ -210,17 +276,29 @@ class Operator:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        took = time.monotonic() - t0
-        self.proc = None
-        return took
+        return time.monotonic() - t0
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no lease release."""
+        if self.running:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
     def metrics(self) -> dict[tuple, float]:
+        if not self.running:
+            return {}
         text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
         out: dict[tuple, float] = {}
         for fam in text_string_to_metric_families(text):
             for s in fam.samples:
                 out[(s.name, tuple(sorted(s.labels.items())))] = s.value
         return out
+
+    def reconciles(self) -> float:
+        try:
+            return metric_sum(self.metrics(), "hubspot_token_reconcile_duration_seconds_count")
+        except httpx.HTTPError:
+            return 0.0
 
 
 def by_label(metrics: dict[tuple, float], name: str, label: str) -> dict[str, float]:
@@ -242,8 +320,9 @@ def metric_sum(metrics: dict[tuple, float], name: str) -> float:
 
 class ApiServerMetrics:
     """apiserver_request_total by (verb, resource[/subresource]): the operator's reads, which its own
-    metrics do not count. The benchmark's own traffic is only creates and WATCH/LIST, so GETs are the
-    operator's."""
+    metrics do not count. The benchmark's own traffic in a measured phase is only creates and WATCH/LIST,
+    so GETs of resources are the operator's (Lease GETs, leader election, are left out of the per-refresh
+    figure)."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
@@ -313,23 +392,27 @@ class CallSampler:
         }
 
 
-class Watcher:
-    """Watches Secrets and HubSpotTokens of one namespace and records, with local monotonic timestamps,
-    when each target Secret's access_token appears or changes and when each token's lastRefreshTime
-    changes."""
+# ---- what the cluster shows ----------------------------------------------------------------------------
 
-    def __init__(self, api: client.ApiClient, ns: str) -> None:
-        self.core, self.custom, self.ns = client.CoreV1Api(api), client.CustomObjectsApi(api), ns
+
+class Watcher:
+    """Watches every Secret and HubSpotToken in the cluster and records, with local monotonic timestamps,
+    when each target Secret's access_token appears or changes, when each token's lastRefreshTime changes,
+    and, for every refresh, the nextRefreshAt it was scheduled for (refresh lateness). Keys are "ns/name"."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.core, self.custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         self.lock = threading.Lock()
-        self.secret_changes: dict[str, list[float]] = defaultdict(list)  # name -> times access_token changed
-        self.secret_added: dict[str, list[float]] = defaultdict(list)  # name -> times it was (re)created
+        self.secret_changes: dict[str, list[float]] = defaultdict(list)  # key -> times access_token changed
+        self.secret_added: dict[str, list[float]] = defaultdict(list)  # key -> times it was (re)created
         self._secret_value: dict[str, str] = {}
         self.refreshes: dict[str, list[float]] = defaultdict(list)  # token -> times lastRefreshTime changed
         self._last_refresh: dict[str, str] = {}
-        self.ready: dict[str, bool] = {}
         self._status: dict[str, dict] = {}
         # (time, token, status keys this write changed, nextRefreshAt shift in seconds when it moved)
         self.status_writes: list[tuple[float, str, tuple[str, ...], float | None]] = []
+        # (monotonic, wall clock, token, nextRefreshAt it was due at, new lastRefreshTime), epoch seconds
+        self.refresh_due: list[tuple[float, float, str, float, float]] = []
         self._stop = threading.Event()
         self._listed = [threading.Event(), threading.Event()]
         self._threads = [
@@ -341,7 +424,7 @@ class Watcher:
         for t in self._threads:
             t.start()
         for ev in self._listed:
-            if not ev.wait(timeout=30):
+            if not ev.wait(timeout=60):
                 raise RuntimeError("watch did not start")
 
     def _loop(self, body, listed: threading.Event) -> None:
@@ -354,14 +437,14 @@ class Watcher:
                     time.sleep(0.5)
 
     def _secrets(self, listed: threading.Event) -> None:
-        lst = self.core.list_namespaced_secret(self.ns)
+        lst = self.core.list_secret_for_all_namespaces()
         for s in lst.items:
             self._on_secret(s)
         rv = lst.metadata.resource_version
         listed.set()
         while not self._stop.is_set():
             w = watch.Watch()
-            for ev in w.stream(self.core.list_namespaced_secret, self.ns, resource_version=rv, timeout_seconds=5,
+            for ev in w.stream(self.core.list_secret_for_all_namespaces, resource_version=rv, timeout_seconds=5,
                                allow_watch_bookmarks=True):
                 obj = ev["object"]
                 if ev["type"] == "ERROR":
@@ -378,27 +461,26 @@ class Watcher:
 
     def _on_secret(self, s, added: bool = False) -> None:
         now = time.monotonic()
-        data = s.data or {}
-        tok = data.get("access_token")
+        tok = (s.data or {}).get("access_token")
         if tok is None:
             return
-        name = s.metadata.name
+        key = f"{s.metadata.namespace}/{s.metadata.name}"
         with self.lock:
             if added:
-                self.secret_added[name].append(now)
-            if self._secret_value.get(name) != tok:
-                self._secret_value[name] = tok
-                self.secret_changes[name].append(now)
+                self.secret_added[key].append(now)
+            if self._secret_value.get(key) != tok:
+                self._secret_value[key] = tok
+                self.secret_changes[key].append(now)
 
     def _tokens(self, listed: threading.Event) -> None:
-        lst = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL)
+        lst = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
         for o in lst.get("items", []):
             self._on_token(o)
         rv = lst["metadata"]["resourceVersion"]
         listed.set()
         while not self._stop.is_set():
             w = watch.Watch()
-            for ev in w.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.ns, PLURAL,
+            for ev in w.stream(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL,
                                resource_version=rv, timeout_seconds=5, allow_watch_bookmarks=True):
                 obj = ev["object"]
                 if ev["type"] == "ERROR":
@@ -411,47 +493,54 @@ class Watcher:
                     break
 
     def _on_token(self, o: dict) -> None:
-        now = time.monotonic()
-        name = o["metadata"]["name"]
+        now, wall = time.monotonic(), time.time()
+        key = f"{o['metadata'].get('namespace')}/{o['metadata']['name']}"
         st = o.get("status") or {}
         last = st.get("lastRefreshTime")
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
         with self.lock:
-            prev = self._status.get(name)
+            prev = self._status.get(key)
             if prev is not None and prev != st:
                 keys = tuple(sorted(k for k in set(prev) | set(st) if prev.get(k) != st.get(k)))
                 shift = None
                 if "nextRefreshAt" in keys and prev.get("nextRefreshAt") and st.get("nextRefreshAt"):
                     shift = (_ts(st["nextRefreshAt"]) - _ts(prev["nextRefreshAt"]))
-                self.status_writes.append((now, name, keys, shift))
-            self._status[name] = st
-            self.ready[name] = ready
-            if last and self._last_refresh.get(name) != last:
-                self._last_refresh[name] = last
-                self.refreshes[name].append(now)
+                self.status_writes.append((now, key, keys, shift))
+            self._status[key] = st
+            if last and self._last_refresh.get(key) != last:
+                if prev is not None and prev.get("nextRefreshAt") and self._last_refresh.get(key):
+                    self.refresh_due.append((now, wall, key, _ts(prev["nextRefreshAt"]), _ts(last)))
+                self._last_refresh[key] = last
+                self.refreshes[key].append(now)
 
-    def count_secret_changes(self, names, after: float) -> dict[str, float]:
-        """name -> first access_token change at or after `after`."""
+    def count_secret_changes(self, keys, after: float) -> dict[str, float]:
+        """key -> first access_token change at or after `after`."""
         with self.lock:
             out = {}
-            for n in names:
-                ts = [t for t in self.secret_changes.get(n, []) if t >= after]
+            for k in keys:
+                ts = [t for t in self.secret_changes.get(k, []) if t >= after]
                 if ts:
-                    out[n] = ts[0]
+                    out[k] = ts[0]
             return out
 
-    def count_refreshes(self, names, after: float) -> dict[str, float]:
+    def count_refreshes(self, keys, after: float) -> dict[str, float]:
         with self.lock:
             out = {}
-            for n in names:
-                ts = [t for t in self.refreshes.get(n, []) if t >= after]
+            for k in keys:
+                ts = [t for t in self.refreshes.get(k, []) if t >= after]
                 if ts:
-                    out[n] = ts[0]
+                    out[k] = ts[0]
             return out
 
     def refresh_events_between(self, t0: float, t1: float) -> int:
         with self.lock:
             return sum(1 for ts in self.refreshes.values() for t in ts if t0 <= t <= t1)
+
+    def lateness(self, prefix: str, t0: float, t1: float, sim_offset: float) -> tuple[list[float], list[float]]:
+        """For refreshes of tokens whose key starts with `prefix`, seen in [t0, t1]: (seen, in simulator
+        time, minus the nextRefreshAt they were due at) and (lastRefreshTime minus it; whole seconds)."""
+        with self.lock:
+            rows = [r for r in self.refresh_due if r[2].startswith(prefix) and t0 <= r[0] <= t1]
+        return [wall + sim_offset - due for _, wall, _, due, _ in rows], [last - due for *_, due, last in rows]
 
     def status_write_kinds(self, t0: float, t1: float) -> dict[str, int]:
         """Observed status updates in [t0, t1], by which status fields they changed. A refresh changes
@@ -475,16 +564,13 @@ class Watcher:
             t.join(timeout=10)
 
 
-# ---- the scenario --------------------------------------------------------------------------------------
-
-
 class Counters:
-    """A before/after snapshot of everything counted per phase."""
+    """A before/after snapshot of everything counted per phase (an operator that is not running counts 0)."""
 
-    def __init__(self, sim: Simulator, op: Operator, apis: ApiServerMetrics, pids: dict[str, int]) -> None:
+    def __init__(self, sim: Simulator, op: Operator | None, apis: ApiServerMetrics, pids: dict[str, int]) -> None:
         self.t = time.monotonic()
         self.token_calls = sim.token_calls()
-        m = op.metrics()
+        m = op.metrics() if op else {}
         self.writes = by_label(m, "hubspot_token_kube_writes_total", "kind")
         self.refresh = by_label(m, "hubspot_token_refresh_total", "result")
         self.hs_requests = by_label(m, "hubspot_token_hubspot_requests_total", "code")
@@ -498,7 +584,7 @@ def phase_report(before: Counters, after: Counters, refreshes: int) -> dict:
     per = (lambda x: round(x / refreshes, 2)) if refreshes else (lambda x: None)
     writes = diff(after.writes, before.writes)
     reads = diff(after.apiserver, before.apiserver)
-    op_reads = {k: v for k, v in reads.items() if k.startswith("GET ")}
+    op_reads = {k: v for k, v in reads.items() if k.startswith("GET ") and k not in ("GET ", "GET leases")}
     recs = after.reconciles - before.reconciles
     return {
         "refreshes": refreshes,
@@ -536,240 +622,648 @@ def settle(op: Operator, timeout: float = 30, quiet: float = 2.0) -> float:
     return time.monotonic() - t0
 
 
-class Scenario:
-    def __init__(self, name: str, api: client.ApiClient, sim: Simulator, cluster: LocalCluster, workdir: Path,
-                 tokens: int, grants: int, op_args: list[str]) -> None:
-        self.name, self.api, self.sim, self.cluster = name, api, sim, cluster
+# ---- the benchmark -------------------------------------------------------------------------------------
+
+
+class Bench:
+    """The cluster, the simulator and the operator(s), plus the HubSpotTokens that exist so far (`present`,
+    "ns/name" keys). One method per phase; each stores its figures in `results[phase]`."""
+
+    def __init__(self, args: argparse.Namespace, cluster: LocalCluster, api: client.ApiClient, sim: Simulator,
+                 sampler: CallSampler, watcher: Watcher, workdir: Path) -> None:
+        self.args, self.cluster, self.api, self.sim = args, cluster, api, sim
+        self.sampler, self.w, self.workdir = sampler, watcher, workdir
         self.core, self.custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         self.apis = ApiServerMetrics(api)
-        self.ns = f"bench-{name}"
-        self.n, self.grants = tokens, grants
-        self.names = [f"tok-{i:04d}" for i in range(tokens)]
-        self.workdir = workdir
-        self.op = Operator(cluster.kubeconfig, sim.url, workdir / f"operator-{name}.log", op_args)
-        self.result: dict = {"scenario": name, "tokens": tokens, "grants": grants}
+        self.op_args = ["--app-refresh-rate", str(args.app_refresh_rate)] if args.app_refresh_rate else []
+        self.op: Operator | None = None  # the single operator of phases 1-7
+        self.others: list[Operator] = []  # the failover pair
+        self.present: list[str] = []
+        self.results: dict[str, dict] = {}
+        self.errors: dict[str, str] = {}
+        self._namespaces: set[str] = set()
 
-    def pids(self) -> dict[str, int]:
-        pids = {"operator": self.op.pid, "simulator": self.sim.proc.pid}
+    # ---- plumbing ---------------------------------------------------------------------------------------
+
+    def run_phase(self, name: str, fn, *args) -> bool:
+        print(f"== {name} (load {loadavg()})", flush=True)
+        t = time.monotonic()
+        self.results.setdefault(name, {})
+        try:
+            fn(*args)
+            return True
+        except Exception as e:  # noqa: BLE001 - a failed phase is reported, the next one still runs
+            self.errors[name] = f"{type(e).__name__}: {e}"
+            print(f"[{name}] FAILED: {self.errors[name]}", file=sys.stderr, flush=True)
+            traceback.print_exc()
+            return False
+        finally:
+            self.results[name]["phase_s"] = round(time.monotonic() - t, 1)
+            self.results[name]["load"] = loadavg()
+
+    def pids(self, op: Operator | None) -> dict[str, int]:
+        pids = {"operator": op.pid if op and op.running else 0, "simulator": self.sim.proc.pid}
         for comp in self.cluster.components:
             if comp.name in ("kube-apiserver", "etcd") and comp.proc:
                 pids[comp.name] = comp.proc.pid
         return pids
 
-    def counters(self) -> Counters:
-        return Counters(self.sim, self.op, self.apis, self.pids())
+    def counters(self, op: Operator | None) -> Counters:
+        return Counters(self.sim, op, self.apis, self.pids(op))
 
-    def prepare(self) -> None:
-        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=self.ns)))
-        app = self.sim.ctl.create_app()
-        self._secret("hubspot-app", {"client_id": app.client_id, "client_secret": app.client_secret})
-        installs = [self.sim.ctl.install(app.client_id, HUB, ["oauth", "crm.objects.contacts.read"])
-                    for _ in range(self.grants)]
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda g: self._secret(f"install-{g:04d}", {"refresh_token": installs[g]}),
-                          range(self.grants)))
+    def new_operator(self, tag: str, extra: list[str] = (), env: dict | None = None) -> Operator:
+        return Operator(self.cluster.kubeconfig, self.sim.url, self.workdir / f"operator-{tag}.log",
+                        [*self.op_args, *extra], env)
 
-    def _secret(self, name: str, data: dict[str, str]) -> None:
+    def ensure_namespace(self, ns: str) -> None:
+        if ns not in self._namespaces:
+            self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+            self._namespaces.add(ns)
+
+    def _secret(self, ns: str, name: str, data: dict[str, str]) -> None:
         body = client.V1Secret(metadata=client.V1ObjectMeta(name=name, labels={"hubspot-operator.dev/consent": "true"}),
                                data={k: b64(v) for k, v in data.items()})
-        self.core.create_namespaced_secret(self.ns, body)
+        self.core.create_namespaced_secret(ns, body)
 
-    def _token_body(self, i: int) -> dict:
-        return {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "HubSpotToken",
-            "metadata": {"name": self.names[i]},
-            "spec": {
+    def inputs(self, ns: str, names: list[str], grants: int | None = None, refresh: dict | None = None) -> list[dict]:
+        """Creates the HubSpot apps and installs for `names` and their Secrets in `ns` (not the tokens), and
+        returns the HubSpotToken bodies. One install per token unless `grants` (then token i uses install
+        i % grants); ``--tokens-per-app`` tokens per app, assigned round-robin."""
+        self.ensure_namespace(ns)
+        grants = grants or len(names)
+        tag = names[0].split("-")[0]
+        n_apps = max(1, math.ceil(len(names) / self.args.tokens_per_app))
+        apps = [self.sim.ctl.create_app() for _ in range(n_apps)]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda a: self._secret(ns, f"{tag}-app-{a:03d}", {
+                "client_id": apps[a].client_id, "client_secret": apps[a].client_secret}), range(n_apps)))
+            installs = list(pool.map(lambda g: self.sim.ctl.install(
+                apps[g % n_apps].client_id, HUB, ["oauth", "crm.objects.contacts.read"]), range(grants)))
+            list(pool.map(lambda g: self._secret(ns, f"{tag}-install-{g:05d}", {"refresh_token": installs[g]}),
+                          range(grants)))
+        bodies = []
+        for i, name in enumerate(names):
+            g = i % grants
+            spec = {
                 "type": "OAuth",
                 "hubId": HUB,
                 "oauth": {
-                    "clientSecretRef": {"name": "hubspot-app"},
-                    "refreshTokenSecretRef": {"name": f"install-{i % self.grants:04d}"},
+                    "clientSecretRef": {"name": f"{tag}-app-{g % n_apps:03d}"},
+                    "refreshTokenSecretRef": {"name": f"{tag}-install-{g:05d}"},
                 },
-                "target": {"name": f"{self.names[i]}-access"},
-            },
-        }
+                "target": {"name": f"{name}-access"},
+            }
+            if refresh:
+                spec["refresh"] = refresh
+            bodies.append({"apiVersion": f"{GROUP}/{VERSION}", "kind": "HubSpotToken", "metadata": {"name": name},
+                           "spec": spec})
+        return bodies
 
-    def run(self, sampler: CallSampler, herd_seconds: float) -> dict:
-        self.prepare()
-        startup = self.op.start()
-        self.result["operator_startup_s"] = round(startup, 2)
-        time.sleep(1.0)
-        self.result["rss_idle_kib"] = proc_status(self.op.pid)
-        watcher = Watcher(self.api, self.ns)
-        try:
-            self._initial(watcher, sampler)
-            self._round(watcher, sampler)
-            self.result["rss_after_round_kib"] = proc_status(self.op.pid)
-            self._restart(watcher, sampler, herd_seconds)
-            if self.n >= 40:
-                self._probe(watcher)
-        finally:
-            watcher.stop()
-            self.op.stop()
-        return self.result
-
-    # phase 1
-    def _initial(self, w: Watcher, sampler: CallSampler) -> None:
-        print(f"[{self.name}] creating {self.n} HubSpotTokens (load {loadavg()})", flush=True)
-        before = self.counters()
+    def create(self, ns: str, bodies: list[dict], rate: float = 0.0) -> tuple[dict[str, float], float]:
+        """Creates HubSpotTokens: as fast as 8 threads go, or paced at `rate` per second. Returns key ->
+        when its create call returned, and how long creating them all took."""
         created: dict[str, float] = {}
 
-        def create(i: int) -> None:
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, self._token_body(i))
-            created[self.names[i]] = time.monotonic()
+        def one(body: dict) -> None:
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+            created[f"{ns}/{body['metadata']['name']}"] = time.monotonic()
 
         t0 = time.monotonic()
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(create, range(self.n)))
-        t_created = time.monotonic()
-        targets = {f"{n}-access": n for n in self.names}
-        appeared = wait_until(
-            lambda: (d := w.count_secret_changes(targets, t0)) and len(d) == self.n and d,
-            timeout=600, interval=0.2, what=f"{self.n} target Secrets")
-        wait_until(lambda: len(w.count_refreshes(self.names, t0)) == self.n, timeout=120, interval=0.2,
-                   what="status of every token")
-        t_done = max(appeared.values())
+        with ThreadPoolExecutor(16 if rate else 8) as pool:
+            futures = []
+            for i, body in enumerate(bodies):
+                if rate:
+                    sleep_until(t0 + i / rate)
+                futures.append(pool.submit(one, body))
+            for f in futures:
+                f.result(timeout=120)
+        return created, time.monotonic() - t0
+
+    def wait_published(self, keys: list[str], after: float, what: str, timeout: float | None = None) -> dict[str, float]:
+        """Token key -> first time (>= `after`) its target Secret held a new access_token; waits for all."""
+        targets = {target_of(k): k for k in keys}
+        timeout = timeout or self.args.phase_timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.w.count_secret_changes(targets, after)
+            if len(seen) == len(targets):
+                return {targets[t]: v for t, v in seen.items()}
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: {len(seen)}/{len(targets)} target Secrets after {timeout:.0f}s")
+            time.sleep(0.2)
+
+    def wait_refreshed(self, keys: list[str], after: float, timeout: float = 120) -> dict[str, float]:
+        return wait_until(lambda: (d := self.w.count_refreshes(keys, after)) and len(d) == len(keys) and d,
+                          timeout=timeout, interval=0.2, what=f"status of {len(keys)} tokens refreshed")
+
+    def wait_reconciled(self, op: Operator, n: int, timeout: float) -> float | None:
+        """Monotonic time at which `op`'s reconcile count reached n (None if not within `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if op.reconciles() >= n:
+                return time.monotonic()
+            time.sleep(0.1)
+        return None
+
+    def main_operator(self) -> Operator:
+        if self.op is None or not self.op.running:
+            raise RuntimeError("the operator is not running (an earlier phase failed)")
+        return self.op
+
+    # ---- phase 1: cold start ----------------------------------------------------------------------------
+
+    def cold_start(self, n: int) -> None:
+        """N tokens and their Secrets exist before the operator starts."""
+        names = [f"tok-{i:05d}" for i in range(n)]
+        keys = [f"{MAIN_NS}/{x}" for x in names]
+        t = time.monotonic()
+        _, create_s = self.create(MAIN_NS, self.inputs(MAIN_NS, names))
+        prep_s = time.monotonic() - t
+        print(f"[cold start] {n} tokens and their inputs created in {prep_s:.1f}s; starting the operator", flush=True)
+        before = self.counters(None)
+        self.op = self.new_operator("main")
+        up_s = self.op.start()
+        t_exec = self.op.exec_at
+        published = self.wait_published(keys, t_exec, "cold start")
+        self.wait_refreshed(keys, t_exec)
+        self.present += keys
+        t_last = max(published.values())
         settle(self.op)
-        after = self.counters()
-        lat = [appeared[f"{n}-access"] - created[n] for n in self.names]
-        rep = phase_report(before, after, len(w.count_refreshes(self.names, t0)))
+        after = self.counters(self.op)
+        times = sorted(v - t_exec for v in published.values())
+        rep = phase_report(before, after, len(self.w.count_refreshes(keys, t_exec)))
+        work_s = times[-1] - up_s
         rep.update({
-            "create_all_s": round(t_created - t0, 2),
-            "create_rate_per_s": round(self.n / (t_created - t0), 1),
-            "latency_s": {"p50": round(pct(lat, 50), 2), "p90": round(pct(lat, 90), 2),
-                          "p99": round(pct(lat, 99), 2), "max": round(max(lat), 2), "min": round(min(lat), 2)},
-            "first_to_last_secret_s": round(t_done - t0, 2),
-            "status_updates_seen": w.status_write_kinds(t0, time.monotonic()),
-            "calls_timeline": sampler.window(t0, t_done),
-            "load": loadavg(),
+            "tokens": n,
+            "apps": math.ceil(n / self.args.tokens_per_app),
+            "prepare_s": round(prep_s, 1),
+            "token_create_rate_per_s": round(n / create_s, 1),
+            "exec_to_operator_started_s": round(up_s, 2),
+            "exec_to_first_secret_s": round(times[0], 2),
+            "exec_to_all_secrets_s": round(times[-1], 2),
+            "publish_rate_per_s": round(n / work_s, 1) if work_s > 0 else None,
+            "calls_timeline": self.sampler.window(t_exec, t_last),
+            "status_updates_seen": self.w.status_write_kinds(t_exec, time.monotonic()),
             "rss_kib": proc_status(self.op.pid),
         })
-        self.result["initial"] = rep
-        print(f"[{self.name}] initial issue: p50 {rep['latency_s']['p50']}s p99 {rep['latency_s']['p99']}s "
-              f"max {rep['latency_s']['max']}s; {rep['hubspot_token_calls']} HubSpot calls for "
-              f"{rep['refreshes']} refreshes", flush=True)
+        self.results["cold_start"].update(rep)
+        print(f"[cold start] 'operator started' after {up_s:.1f}s, first Secret {times[0]:.1f}s, all {n} after "
+              f"{times[-1]:.1f}s ({rep['publish_rate_per_s']}/s)", flush=True)
 
-    # phase 2
-    def _round(self, w: Watcher, sampler: CallSampler) -> None:
-        print(f"[{self.name}] advancing the simulator clock 1300 s (load {loadavg()})", flush=True)
-        before = self.counters()
+    def initial_issue(self, n: int) -> None:
+        """--no-cold-start: the operator starts on an empty cluster; the N tokens are created afterwards."""
+        self.op = self.new_operator("main")
+        up_s = self.op.start()
+        time.sleep(1.0)
+        idle = proc_status(self.op.pid)
+        names = [f"tok-{i:05d}" for i in range(n)]
+        bodies = self.inputs(MAIN_NS, names)
+        before = self.counters(self.op)
         t0 = time.monotonic()
-        self.sim.ctl.advance(1300)
-        targets = {f"{n}-access": n for n in self.names}
-        changed = wait_until(
-            lambda: (d := w.count_secret_changes(targets, t0)) and len(d) == self.n and d,
-            timeout=600, interval=0.2, what="every target Secret refreshed")
-        wait_until(lambda: len(w.count_refreshes(self.names, t0)) == self.n, timeout=120, interval=0.2,
-                   what="every status refreshed")
-        t_last = max(changed.values())
+        created, create_s = self.create(MAIN_NS, bodies)
+        keys = list(created)
+        published = self.wait_published(keys, t0, "initial issue")
+        self.wait_refreshed(keys, t0)
+        self.present += keys
         settle(self.op)
-        after = self.counters()
-        refreshed = w.count_refreshes(self.names, t0)
-        rep = phase_report(before, after, len(refreshed))
+        after = self.counters(self.op)
+        rep = phase_report(before, after, len(self.w.count_refreshes(keys, t0)))
+        rep.update({
+            "tokens": n, "exec_to_operator_started_s": round(up_s, 2), "rss_idle_kib": idle,
+            "token_create_rate_per_s": round(n / create_s, 1),
+            "latency_s": spread([published[k] - created[k] for k in keys]),
+            "calls_timeline": self.sampler.window(t0, max(published.values())),
+            "status_updates_seen": self.w.status_write_kinds(t0, time.monotonic()),
+            "rss_kib": proc_status(self.op.pid),
+        })
+        self.results["initial_issue"].update(rep)
+
+    # ---- phase 2: a routine round -----------------------------------------------------------------------
+
+    def round(self) -> None:
+        """Every token due at once (a clock jump); what one routine refresh costs."""
+        op = self.main_operator()
+        keys = list(self.present)
+        before = self.counters(op)
+        t0 = time.monotonic()
+        self.sim.ctl.advance(ROUND_JUMP)
+        changed = self.wait_published(keys, t0, "round")
+        self.wait_refreshed(keys, t0)
+        t_last = max(changed.values())
+        settle(op)
+        after = self.counters(op)
+        rep = phase_report(before, after, len(self.w.count_refreshes(keys, t0)))
         times = sorted(v - t0 for v in changed.values())
         rep.update({
             "first_secret_s": round(times[0], 2),
             "last_secret_s": round(times[-1], 2),
-            "p50_secret_s": round(pct(times, 50), 2),
             "round_duration_s": round(times[-1] - times[0], 2),
-            "status_updates_seen": w.status_write_kinds(t0, time.monotonic()),
-            "calls_timeline": sampler.window(t0, t_last),
-            "load": loadavg(),
+            "refresh_rate_per_s": round(len(times) / (times[-1] - times[0]), 1) if times[-1] > times[0] else None,
+            "status_updates_seen": self.w.status_write_kinds(t0, time.monotonic()),
+            "calls_timeline": self.sampler.window(t0, t_last),
+            "rss_kib": proc_status(op.pid),
         })
-        self.result["round"] = rep
-        print(f"[{self.name}] round: all {self.n} refreshed in {rep['last_secret_s']}s after the jump; "
-              f"{rep['hubspot_token_calls']} calls, max {rep['calls_timeline']['max_per_1s']} in 1 s", flush=True)
+        self.results["round"].update(rep)
+        print(f"[round] {len(keys)} refreshed, last {rep['last_secret_s']}s after the jump; kube writes/refresh "
+              f"{rep['kube_writes_total_per_refresh']} {rep['kube_writes_per_refresh']}", flush=True)
 
-    # phases 3 and 4
-    def _restart(self, w: Watcher, sampler: CallSampler, herd_seconds: float) -> None:
-        print(f"[{self.name}] restarting the operator (load {loadavg()})", flush=True)
-        self.result["rss_before_restart_kib"] = proc_status(self.op.pid)
-        calls0 = self.sim.token_calls()
-        refresh_marks = time.monotonic()
-        stop_s = self.op.stop()
-        t_start = time.monotonic()
-        up_s = self.op.start()
-        # every token looked at once: reconcile histogram count of the new process reaches N
-        reconciled_s = None
-        deadline = t_start + herd_seconds
-        while time.monotonic() < deadline:
-            try:
-                if metric_sum(self.op.metrics(), "hubspot_token_reconcile_duration_seconds_count") >= self.n:
-                    reconciled_s = time.monotonic() - t_start
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        remaining = deadline - time.monotonic()
-        if remaining > 0:
-            time.sleep(remaining)
-        m = self.op.metrics()
-        calls = self.sim.token_calls() - calls0
-        self.result["restart"] = {
-            "sigterm_to_exit_s": round(stop_s, 2),
-            "start_to_operator_started_s": round(up_s, 2),
-            "start_to_all_reconciled_s": round(reconciled_s, 2) if reconciled_s is not None else None,
-            "window_s": herd_seconds,
-            "hubspot_token_calls": calls,
-            "refreshes_seen": w.refresh_events_between(refresh_marks, time.monotonic()),
-            "kube_writes": by_label(m, "hubspot_token_kube_writes_total", "kind"),
-            "status_updates_seen": w.status_write_kinds(t_start, time.monotonic()),
-            "reconciles": metric_sum(m, "hubspot_token_reconcile_duration_seconds_count"),
-            "rss_kib": proc_status(self.op.pid),
-            "load": loadavg(),
-        }
-        r = self.result["restart"]
-        print(f"[{self.name}] restart: up in {r['start_to_operator_started_s']}s, all reconciled in "
-              f"{r['start_to_all_reconciled_s']}s, {calls} HubSpot calls in {herd_seconds:.0f}s", flush=True)
+    # ---- phase 3: head-of-line probe --------------------------------------------------------------------
 
-    # phase 5: is other work served while the per-app limiter paces a round?
-    def _restore(self, w: Watcher, token: str, timeout: float = 120) -> float:
+    def _restore(self, key: str, timeout: float = 120) -> float:
         """Deletes a token's target Secret; seconds until the operator has re-created it."""
-        name = f"{token}-access"
+        target = target_of(key)
+        ns, name = target.split("/", 1)
         t = time.monotonic()
-        self.core.delete_namespaced_secret(name, self.ns)
-        wait_until(lambda: any(x > t for x in w.secret_added.get(name, [])), timeout=timeout, interval=0.05,
-                   what=f"Secret {name} restored")
-        with w.lock:
-            return min(x for x in w.secret_added[name] if x > t) - t
+        self.core.delete_namespaced_secret(name, ns)
+        wait_until(lambda: any(x > t for x in self.w.secret_added.get(target, [])), timeout=timeout,
+                   interval=0.05, what=f"Secret {target} restored")
+        with self.w.lock:
+            return min(x for x in self.w.secret_added[target] if x > t) - t
 
-    def _probe(self, w: Watcher) -> None:
-        print(f"[{self.name}] probe: restore a deleted target Secret during a paced round (load {loadavg()})",
-              flush=True)
+    def probe(self) -> None:
+        """Is other work served while a round is being worked through?"""
+        op = self.main_operator()
+        keys = list(self.present)
         t0 = time.monotonic()
-        self.sim.ctl.advance(1300)
-        targets = {f"{n}-access": n for n in self.names}
-        first = wait_until(lambda: (d := w.count_secret_changes(targets, t0)) and len(d) >= 12 and d,
-                           timeout=120, interval=0.05, what="round 2 under way")
-        victim = targets[min(first, key=first.get)]
+        self.sim.ctl.advance(ROUND_JUMP)
+        targets = [target_of(k) for k in keys]
+        need = max(3, len(keys) // 20)
+        first = wait_until(lambda: (d := self.w.count_secret_changes(targets, t0)) and len(d) >= need and d,
+                           timeout=self.args.phase_timeout, interval=0.05, what="probe round under way")
+        victim = min(first, key=first.get)[: -len("-access")]
         t_probe = time.monotonic() - t0
-        during = self._restore(w, victim)
-        done = wait_until(lambda: (d := w.count_secret_changes(targets, t0)) and len(d) == self.n and d,
-                          timeout=600, interval=0.2, what="round 2 complete")
+        during = self._restore(victim)
+        done = self.wait_published(keys, t0, "probe round")
         round_end = max(done.values()) - t0
-        settle(self.op)
-        idle = self._restore(w, self.names[-1])
-        self.result["probe"] = {
+        settle(op)
+        idle = self._restore(keys[-1])
+        self.results["probe"].update({
             "deleted_at_s": round(t_probe, 2),
             "restore_during_round_s": round(during, 2),
-            "restored_at_s": round(t_probe + during, 2),
-            "round2_last_secret_s": round(round_end, 2),
+            "round_last_secret_s": round(round_end, 2),
             "restore_idle_s": round(idle, 2),
-            "load": loadavg(),
-        }
-        pr = self.result["probe"]
-        print(f"[{self.name}] probe: restore took {pr['restore_during_round_s']}s during the round "
-              f"(round ended at {pr['round2_last_secret_s']}s), {pr['restore_idle_s']}s when idle", flush=True)
+        })
 
-    def teardown(self) -> None:
-        """Deletes this scenario's HubSpotTokens so the next operator does not see them."""
+    # ---- phase 4: restart with everything published -----------------------------------------------------
+
+    def restart(self) -> None:
+        op = self.main_operator()
+        n = len(self.present)
+        herd = self.args.herd_seconds
+        rss_before = proc_status(op.pid)
+        calls0 = self.sim.token_calls()
+        marks = time.monotonic()
+        stop_s = op.stop()
+        t_start = time.monotonic()
+        up_s = op.start()
+        # a reconcile of a token that is not due is cheap: allow 20/s at least before giving up
+        reconciled_at = self.wait_reconciled(op, n, timeout=min(self.args.phase_timeout, max(herd, 60 + n / 20)))
+        sleep_until(t_start + herd)
+        m = op.metrics()
+        self.results["restart"].update({
+            "tokens": n,
+            "sigterm_to_exit_s": round(stop_s, 2),
+            "start_to_operator_started_s": round(up_s, 2),
+            "start_to_all_reconciled_s": round(reconciled_at - t_start, 2) if reconciled_at is not None else None,
+            "window_s": round(max(herd, time.monotonic() - t_start), 1),
+            "hubspot_token_calls": self.sim.token_calls() - calls0,
+            "refreshes_seen": self.w.refresh_events_between(marks, time.monotonic()),
+            "kube_writes": by_label(m, "hubspot_token_kube_writes_total", "kind"),
+            "status_updates_seen": self.w.status_write_kinds(t_start, time.monotonic()),
+            "reconciles": metric_sum(m, "hubspot_token_reconcile_duration_seconds_count"),
+            "rss_before_kib": rss_before,
+            "rss_kib": proc_status(op.pid),
+        })
+        r = self.results["restart"]
+        print(f"[restart] up in {up_s:.1f}s, all {n} reconciled after {r['start_to_all_reconciled_s']}s; "
+              f"{r['hubspot_token_calls']} HubSpot calls, {sum(r['kube_writes'].values()):.0f} kube writes "
+              f"in {r['window_s']}s", flush=True)
+
+    # ---- phase 5: tokens created while the operator runs ------------------------------------------------
+
+    def create_phase(self, m: int, rate: float) -> None:
+        op = self.main_operator()
+        names = [f"new-{i:05d}" for i in range(m)]
+        bodies = self.inputs(MAIN_NS, names)
+        before = self.counters(op)
+        t0 = time.monotonic()
+        created, create_s = self.create(MAIN_NS, bodies, rate=rate)
+        keys = list(created)
+        published = self.wait_published(keys, t0, "created tokens")
+        self.wait_refreshed(keys, t0)
+        self.present += keys
+        settle(op)
+        after = self.counters(op)
+        rep = phase_report(before, after, len(self.w.count_refreshes(keys, t0)))
+        rep.update({
+            "tokens": m,
+            "target_rate_per_s": rate or "max",
+            "achieved_rate_per_s": round(m / create_s, 1),
+            "latency_s": spread([published[k] - created[k] for k in keys]),
+            "calls_timeline": self.sampler.window(t0, max(published.values())),
+        })
+        self.results["create"].update(rep)
+        lat = rep["latency_s"]
+        print(f"[create] {m} at {rep['achieved_rate_per_s']}/s: create->Secret p50 {lat['p50']}s p99 {lat['p99']}s",
+              flush=True)
+
+    # ---- phase 6: fan-out ------------------------------------------------------------------------------
+
+    def fanout(self, m: int, grants: int) -> None:
+        op = self.main_operator()
+        names = [f"fan-{i:05d}" for i in range(m)]
+        bodies = self.inputs(FANOUT_NS, names, grants=grants)
+        before = self.counters(op)
+        t0 = time.monotonic()
+        created, _ = self.create(FANOUT_NS, bodies)
+        keys = list(created)
+        published = self.wait_published(keys, t0, "fan-out tokens")
+        self.wait_refreshed(keys, t0)
+        self.present += keys
+        settle(op)
+        rep = phase_report(before, self.counters(op), len(self.w.count_refreshes(keys, t0)))
+        rep.update({"tokens": m, "grants": grants, "latency_s": spread([published[k] - created[k] for k in keys])})
+        self.results["fanout"].update(rep)
+
+    # ---- phase 7: refresh lateness in steady state ----------------------------------------------------
+
+    def lateness(self, k: int, lifetime: int, window: float) -> None:
+        """Short-lived tokens, created spread over one refresh period so refreshes are steady, not a herd."""
+        self.main_operator()
+        original = self.sim.config()["access_token_lifetime_seconds"]
+        self.sim.ctl.configure(access_token_lifetime_seconds=lifetime)
         try:
-            self.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL)
-            wait_until(lambda: not self.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL)["items"],
-                       timeout=60, what="HubSpotTokens deleted")
-        except client.ApiException as e:
-            print(f"  (teardown of {self.ns}: HTTP {e.status})", file=sys.stderr)
+            names = [f"late-{i:04d}" for i in range(k)]
+            # minRemainingValidity 5s: the default (2m) would refuse a token that lives less than 2 minutes
+            bodies = self.inputs(LATE_NS, names, refresh={"minRemainingValidity": "5s"})
+            period = 0.67 * lifetime
+            offset = self.sim.clock_offset()
+            t0 = time.monotonic()
+            created, _ = self.create(LATE_NS, bodies, rate=k / period)
+            self.wait_published(list(created), t0, "lateness tokens issued", timeout=60 + 2 * period)
+            t_meas = time.monotonic()
+            sleep_until(t_meas + window)
+            seen, stamped = self.w.lateness(LATE_NS + "/", t_meas, time.monotonic(), offset)
+            self.results["lateness"].update({
+                "tokens": k,
+                "lifetime_s": lifetime,
+                "refresh_period_s": round(period, 1),
+                "window_s": window,
+                "refreshes": len(seen),
+                "expected_refreshes": round(k * window / period),
+                "seen_minus_due_s": spread(seen),
+                "last_refresh_time_minus_due_s": spread(stamped),
+            })
+            s = self.results["lateness"]["seen_minus_due_s"]
+            print(f"[lateness] {len(seen)} refreshes in {window:.0f}s: seen - nextRefreshAt p50 {s.get('p50')}s "
+                  f"p99 {s.get('p99')}s max {s.get('max')}s", flush=True)
+        finally:
+            self.sim.ctl.configure(access_token_lifetime_seconds=original)
+            self._delete_tokens(LATE_NS)
+
+    def _delete_tokens(self, ns: str) -> None:
+        if ns not in self._namespaces:
+            return
+        self.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
+        wait_until(lambda: not self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"],
+                   timeout=120, what=f"HubSpotTokens in {ns} deleted")
+
+    # ---- phase 8: a plain client's write rate ---------------------------------------------------------
+
+    def stop_operator(self) -> None:
+        if self.op is not None and self.op.running:
+            self.results.setdefault("final", {})["rss_kib"] = proc_status(self.op.pid)
+            self.op.stop()
+
+    def raw_writes(self, n: int, threads: int) -> None:
+        """The operator is stopped; a plain client creates N Secrets shaped like a published target Secret."""
+        template_key = next((target_of(k) for k in self.present if k.startswith(MAIN_NS + "/")), None)
+        if template_key is None:
+            raise RuntimeError("no published target Secret to copy (the cold start failed?)")
+        ns, name = template_key.split("/", 1)
+        template = raw_secret_writes.template_from(self.core.read_namespaced_secret(name, ns))
+        self.ensure_namespace(RAW_NS)
+        try:
+            res = raw_secret_writes.write_secrets(self.api, RAW_NS, template, n, threads, mode="create",
+                                                  timeout=self.args.phase_timeout)
+        finally:
+            raw_secret_writes.delete_all(self.api, RAW_NS)
+        self.results["raw_writes"].update(res)
+        print(f"[raw writes] {res['secrets']} Secrets of {res['body_bytes']} bytes, {threads} threads: "
+              f"{res['per_second']}/s", flush=True)
+
+    # ---- phase 9: leader failover in the middle of a round --------------------------------------------
+
+    def failover(self, kill_fraction: float) -> None:
+        keys = list(self.present)
+        if not keys:
+            raise RuntimeError("no tokens")
+        extra = ["--lease-name", FAILOVER_LEASE, *FAILOVER_TIMINGS]
+        a = self.new_operator("failover-a", extra, {"POD_NAME": "bench-a"})
+        b = self.new_operator("failover-b", extra, {"POD_NAME": "bench-b"})
+        self.others += [a, b]
+        rep = self.results["failover"]
+        rep.update({"tokens": len(keys), "lease": " ".join(FAILOVER_TIMINGS)})
+        rep["a_start_to_operator_started_s"] = round(a.start(), 2)
+        rep["b_start_to_standby_s"] = round(b.start(marker="standby:"), 2)
+        if self.wait_reconciled(a, len(keys), timeout=self.args.phase_timeout) is None:
+            raise TimeoutError("the leader did not reconcile every token")
+        settle(a)
+        stats0, calls0 = self.sim.ctl.stats(), self.sim.token_calls()
+        b_offset = b.log_offset()
+        targets = [target_of(k) for k in keys]
+        kill_after = max(1, int(len(keys) * kill_fraction))
+        t0 = time.monotonic()
+        self.sim.ctl.advance(ROUND_JUMP)
+        wait_until(lambda: len(self.w.count_secret_changes(targets, t0)) >= kill_after,
+                   timeout=self.args.phase_timeout, interval=0.05, what="failover round under way")
+        t_kill = time.monotonic()
+        a.kill()
+        before_kill = len(self.w.count_secret_changes(targets, t0))
+        t_acquired = b.wait_log("leader election: acquired lease", b_offset, timeout=60)
+        t_started = b.wait_log("operator started", b_offset, timeout=60)
+        done = self.wait_published(keys, t0, "round after the failover")
+        self.wait_refreshed(keys, t0)
+        t_done = max(done.values())
+        settle(b)
+        stats1 = self.sim.ctl.stats()
+        by_install0 = stats0.get("refreshes_by_install", {})
+        twice = sum(1 for g, c in stats1.get("refreshes_by_install", {}).items() if c - by_install0.get(g, 0) >= 2)
+        rep.update({
+            "kill_after_secrets": kill_after,
+            "published_before_kill": before_kill,
+            "jump_to_kill_s": round(t_kill - t0, 2),
+            "kill_to_acquired_s": round(t_acquired - t_kill, 2),
+            "kill_to_operator_started_s": round(t_started - t_kill, 2),
+            "jump_to_round_done_s": round(t_done - t0, 2),
+            "kill_to_round_done_s": round(t_done - t_kill, 2),
+            "hubspot_token_calls": self.sim.token_calls() - calls0,
+            "installs_refreshed_twice": twice,
+            "concurrent_refreshes_of_one_grant": stats1.get("concurrent_refreshes_of_one_grant", 0)
+            - stats0.get("concurrent_refreshes_of_one_grant", 0),
+            "survivor_rss_kib": proc_status(b.pid),
+        })
+        print(f"[failover] killed the leader {rep['jump_to_kill_s']}s into the round ({before_kill} published); "
+              f"standby acquired the lease {rep['kill_to_acquired_s']}s later; round done "
+              f"{rep['kill_to_round_done_s']}s after the kill; concurrent refreshes of one grant: "
+              f"{rep['concurrent_refreshes_of_one_grant']}", flush=True)
+
+    def stop_all(self) -> None:
+        for op in [self.op, *self.others]:
+            if op is not None:
+                op.stop()
+
+
+# ---- the table -----------------------------------------------------------------------------------------
+
+
+def kib(d: dict | None, key: str = "VmRSS") -> str:
+    v = d.get(key) if d else None
+    return f"{v / 1024:.0f} MiB" if v else "-"
+
+
+def rss(d: dict | None) -> str:
+    return f"{kib(d)} (peak {kib(d, 'VmHWM')})"
+
+
+def writes_row(rep: dict) -> str:
+    per = rep["kube_writes_per_refresh"]
+    parts = " / ".join(f"{per.get(k, 0):g}" for k in ("secret", "status", "event"))
+    others = {k: v for k, v in per.items() if k not in ("secret", "status", "event")}
+    return f"{rep['kube_writes_total_per_refresh']} ({parts}{''.join(f', {k} {v:g}' for k, v in others.items())})"
+
+
+def gets_row(rep: dict) -> str:
+    gets = rep["kube_gets_per_refresh"]
+    detail = ", ".join(f"{k[4:]} {v:g}" for k, v in sorted(gets.items()))
+    return f"{round(sum(gets.values()), 2)} ({detail or 'none'})"
+
+
+def summary(bench: Bench, meta: dict) -> str:
+    res, errors = bench.results, bench.errors
+    lines = [
+        "operator_scale results",
+        f"{meta['date']}  cpus={meta['cpus']}  load average at start {meta['load_start']}, at end "
+        f"{meta['load_end']}  tokens={meta['tokens']}  tokens-per-app={meta['tokens_per_app']}  "
+        f"app-refresh-rate={meta['app_refresh_rate']}{'  (smoke)' if meta['smoke'] else ''}",
+    ]
+    rows: list[tuple[str, str]] = []
+
+    def section(name: str, title: str, fill) -> None:
+        if name not in res:
+            return
+        rows.append((f"[{title}]", f"(phase {res[name].get('phase_s')} s, load after {res[name].get('load')})"))
+        if name in errors:
+            rows.append(("  FAILED", errors[name]))
+        r = res[name]
+        for label, fn in fill:
+            try:
+                v = fn(r)
+            except (KeyError, TypeError, ZeroDivisionError, ValueError):
+                continue  # not measured (the phase failed before it)
+            rows.append((f"  {label}", "-" if v is None else str(v)))
+
+    lat = lambda r, key="latency_s": "{p50} / {p99} / {max}".format(**r[key])  # noqa: E731
+    section("cold_start", "1 cold start: N tokens present before the operator starts", [
+        ("tokens / apps", lambda r: f"{r['tokens']} / {r['apps']}"),
+        ("preparation (apps, Secrets, tokens) (s)", lambda r: f"{r['prepare_s']} (tokens {r['token_create_rate_per_s']}/s)"),
+        ("exec -> 'operator started' (s)", lambda r: r["exec_to_operator_started_s"]),
+        ("exec -> first target Secret (s)", lambda r: r["exec_to_first_secret_s"]),
+        ("exec -> all target Secrets (s)", lambda r: r["exec_to_all_secrets_s"]),
+        ("publish rate, 'started' -> last (Secrets/s)", lambda r: r["publish_rate_per_s"]),
+        ("HubSpot token calls / refresh", lambda r: r["hubspot_calls_per_refresh"]),
+        ("max HubSpot calls in 1 s", lambda r: r["calls_timeline"]["max_per_1s"]),
+        ("kube writes / refresh (secret/status/event)", writes_row),
+        ("kube GETs / refresh", gets_row),
+        ("operator CPU ms / refresh (incl. start-up)", lambda r: r["cpu_ms_per_refresh_operator"]),
+        ("RSS after", lambda r: rss(r["rss_kib"])),
+    ])
+    section("initial_issue", "1' initial issue: operator first, then N tokens created", [
+        ("exec -> 'operator started' (s)", lambda r: r["exec_to_operator_started_s"]),
+        ("create rate (tokens/s)", lambda r: r["token_create_rate_per_s"]),
+        ("create -> Secret p50 / p99 / max (s)", lat),
+        ("HubSpot token calls / refresh", lambda r: r["hubspot_calls_per_refresh"]),
+        ("kube writes / refresh (secret/status/event)", writes_row),
+        ("kube GETs / refresh", gets_row),
+        ("RSS idle, then with N tokens", lambda r: f"{kib(r['rss_idle_kib'])}, {rss(r['rss_kib'])}"),
+    ])
+    section("round", "2 round: every token due at once (routine refresh)", [
+        ("refreshes", lambda r: r["refreshes"]),
+        ("first / last Secret after the jump (s)", lambda r: f"{r['first_secret_s']} / {r['last_secret_s']}"),
+        ("refresh rate first -> last (/s)", lambda r: r["refresh_rate_per_s"]),
+        ("HubSpot token calls / refresh", lambda r: r["hubspot_calls_per_refresh"]),
+        ("max HubSpot calls in 1 s", lambda r: r["calls_timeline"]["max_per_1s"]),
+        ("kube writes / refresh (secret/status/event)", writes_row),
+        ("kube GETs / refresh", gets_row),
+        ("reconciles / refresh", lambda r: r["reconciles_per_refresh"]),
+        ("operator CPU ms / refresh", lambda r: r["cpu_ms_per_refresh_operator"]),
+        ("RSS after", lambda r: rss(r["rss_kib"])),
+    ])
+    section("probe", "3 probe: restore a deleted target Secret", [
+        ("idle (s)", lambda r: r["restore_idle_s"]),
+        ("during a round (s)", lambda r: f"{r['restore_during_round_s']} (deleted at {r['deleted_at_s']} s, "
+                                         f"round done at {r['round_last_secret_s']} s)"),
+    ])
+    section("restart", "4 restart: all published, none due", [
+        ("tokens", lambda r: r["tokens"]),
+        ("SIGTERM -> exit (s)", lambda r: r["sigterm_to_exit_s"]),
+        ("start -> 'operator started' (s)", lambda r: r["start_to_operator_started_s"]),
+        ("start -> all reconciled (s)", lambda r: r["start_to_all_reconciled_s"]),
+        ("HubSpot token calls in the window (expect 0)", lambda r: f"{r['hubspot_token_calls']} in {r['window_s']} s"),
+        ("kube writes in the window (expect 0)", lambda r: int(sum(r["kube_writes"].values()))),
+        ("RSS before / after the restart", lambda r: f"{kib(r['rss_before_kib'])} / {kib(r['rss_kib'])}"),
+    ])
+    section("create", "5 tokens created while it runs", [
+        ("tokens, target rate -> achieved (/s)",
+         lambda r: f"{r['tokens']}, {r['target_rate_per_s']} -> {r['achieved_rate_per_s']}"),
+        ("create -> Secret p50 / p99 / max (s)", lat),
+        ("HubSpot token calls / refresh", lambda r: r["hubspot_calls_per_refresh"]),
+        ("kube writes / refresh (secret/status/event)", writes_row),
+    ])
+    section("fanout", "6 fan-out: tokens sharing installs", [
+        ("tokens / installs", lambda r: f"{r['tokens']} / {r['grants']}"),
+        ("HubSpot token calls / refresh", lambda r: f"{r['hubspot_calls_per_refresh']} "
+                                                    f"({r['hubspot_token_calls']}/{r['refreshes']})"),
+        ("create -> Secret p50 / p99 / max (s)", lat),
+    ])
+    section("lateness", "7 refresh lateness, steady state", [
+        ("tokens, lifetime, refresh every (s)", lambda r: f"{r['tokens']}, {r['lifetime_s']}, {r['refresh_period_s']}"),
+        ("refreshes measured (expected)", lambda r: f"{r['refreshes']} in {r['window_s']} s (~{r['expected_refreshes']})"),
+        ("seen - nextRefreshAt p50 / p99 / max (s)", lambda r: lat(r, "seen_minus_due_s")),
+        ("lastRefreshTime - nextRefreshAt p99 / max (s, whole s)",
+         lambda r: f"{r['last_refresh_time_minus_due_s']['p99']} / {r['last_refresh_time_minus_due_s']['max']}"),
+    ])
+    section("raw_writes", "8 publish throughput vs a plain client", [
+        ("plain client: Secrets, threads, body bytes",
+         lambda r: f"{r['secrets']}, {r['threads']}, {r['body_bytes']}" + (f" ({r['errors']} errors)" if r["errors"] else "")),
+        ("plain client create rate (Secrets/s)", lambda r: r["per_second"]),
+        ("plain client create latency p50 / p99 (s)", lambda r: f"{r['latency_s']['p50']} / {r['latency_s']['p99']}"),
+        ("operator cold-start publish rate (Secrets/s)", lambda r: res["cold_start"]["publish_rate_per_s"]),
+        ("ratio plain / operator", lambda r: round(r["per_second"] / res["cold_start"]["publish_rate_per_s"], 1)),
+    ])
+    section("failover", "9 failover: leader SIGKILLed mid-round", [
+        ("tokens; lease flags", lambda r: f"{r['tokens']}; {r['lease']}"),
+        ("leader start -> 'operator started' (s)", lambda r: r["a_start_to_operator_started_s"]),
+        ("standby start -> 'standby:' (s)", lambda r: r["b_start_to_standby_s"]),
+        ("killed at (s after jump; Secrets published)", lambda r: f"{r['jump_to_kill_s']}; {r['published_before_kill']}"),
+        ("kill -> standby 'acquired lease' (s)", lambda r: r["kill_to_acquired_s"]),
+        ("kill -> standby 'operator started' (s)", lambda r: r["kill_to_operator_started_s"]),
+        ("jump -> round complete (s)", lambda r: r["jump_to_round_done_s"]),
+        ("kill -> round complete (s)", lambda r: r["kill_to_round_done_s"]),
+        ("HubSpot token calls in the round", lambda r: f"{r['hubspot_token_calls']} for {r['tokens']} tokens"),
+        ("installs refreshed twice in the round", lambda r: r["installs_refreshed_twice"]),
+        ("concurrent_refreshes_of_one_grant (must be 0)", lambda r: r["concurrent_refreshes_of_one_grant"]),
+        ("RSS of the new leader", lambda r: rss(r["survivor_rss_kib"])),
+    ])
+    width = max(len(label) for label, _ in rows) + 2 if rows else 10
+    lines += [f"{label:<{width}}{value}" for label, value in rows]
+    lines.append("")
+    lines.append("status updates seen by the watch, by what they changed:")
+    for phase in ("cold_start", "initial_issue", "round", "restart"):
+        seen = res.get(phase, {}).get("status_updates_seen")
+        if seen is not None:
+            lines.append(f"  {phase:<14} " + (", ".join(f"{k}: {v}" for k, v in sorted(seen.items())) or "none"))
+    return "\n".join(lines)
 
 
 # ---- main ----------------------------------------------------------------------------------------------
@@ -783,133 +1277,127 @@ def kubectl(cluster: LocalCluster, *args: str) -> None:
         raise RuntimeError(f"kubectl {' '.join(args)} failed: {out.stderr.strip()[:500]}")
 
 
-def kib(d: dict, key: str = "VmRSS") -> str:
-    v = d.get(key) if d else None
-    return f"{v / 1024:.0f} MiB" if v else "-"
+def install_crd(cluster: LocalCluster) -> None:
+    kubectl(cluster, "apply", "--server-side", "-f", str(REPO / "crds" / "hubspottokens.hubspot-operator.dev.yaml"))
+    for attempt in range(5):  # right after the apply, `wait` can see NotFound
+        try:
+            kubectl(cluster, "wait", "--for=condition=Established", "crd/hubspottokens.hubspot-operator.dev",
+                    "--timeout=60s")
+            return
+        except RuntimeError as e:
+            if attempt == 4:
+                raise
+            print(f"  ({e}; retrying)", file=sys.stderr)
+            time.sleep(1)
 
 
-def summary(results: list[dict], meta: dict) -> str:
-    lines = [f"operator_scale  {meta['date']}  cpus={meta['cpus']}  load at start {meta['load_start']}, "
-             f"at end {meta['load_end']}  app-refresh-rate={meta['app_refresh_rate']}"]
-    row = "{:<44}" + "{:>22}" * len(results)
-    lines.append(row.format("", *[f"{r['scenario']} ({r['tokens']}t/{r['grants']}g)" for r in results]))
-
-    def add(label, fn):
-        vals = []
-        for r in results:
-            try:
-                v = fn(r)
-            except (KeyError, TypeError, ZeroDivisionError):
-                v = None
-            vals.append("-" if v is None else str(v))
-        lines.append(row.format(label, *vals))
-
-    add("create rate (tokens/s)", lambda r: r["initial"]["create_rate_per_s"])
-    for p in ("p50", "p90", "p99", "max"):
-        add(f"create->Secret {p} (s)", lambda r, p=p: r["initial"]["latency_s"][p])
-    add("initial: refreshes", lambda r: r["initial"]["refreshes"])
-    add("initial: HubSpot calls / refresh", lambda r: r["initial"]["hubspot_calls_per_refresh"])
-    add("initial: max HubSpot calls in 1 s", lambda r: r["initial"]["calls_timeline"]["max_per_1s"])
-    add("initial: kube writes / refresh", lambda r: r["initial"]["kube_writes_total_per_refresh"])
-    for k in ("secret", "status", "event", "hubspottoken", "workload"):
-        add(f"  {k}", lambda r, k=k: r["initial"]["kube_writes_per_refresh"].get(k, 0))
-    add("initial: kube GETs / refresh", lambda r: round(sum(r["initial"]["kube_gets_per_refresh"].values()), 2))
-    add("initial: reconciles / refresh", lambda r: r["initial"]["reconciles_per_refresh"])
-    add("initial: operator CPU ms / refresh", lambda r: r["initial"]["cpu_ms_per_refresh_operator"])
-    add("round: refreshes", lambda r: r["round"]["refreshes"])
-    add("round: first / last Secret after jump (s)",
-        lambda r: f"{r['round']['first_secret_s']}/{r['round']['last_secret_s']}")
-    add("round: duration first->last (s)", lambda r: r["round"]["round_duration_s"])
-    add("round: HubSpot calls / refresh", lambda r: r["round"]["hubspot_calls_per_refresh"])
-    add("round: max HubSpot calls in 1 s", lambda r: r["round"]["calls_timeline"]["max_per_1s"])
-    add("round: kube writes / refresh", lambda r: r["round"]["kube_writes_total_per_refresh"])
-    for k in ("secret", "status", "event", "hubspottoken", "workload"):
-        add(f"  {k}", lambda r, k=k: r["round"]["kube_writes_per_refresh"].get(k, 0))
-    add("round: kube GETs / refresh", lambda r: round(sum(r["round"]["kube_gets_per_refresh"].values()), 2))
-    add("round: operator CPU ms / refresh", lambda r: r["round"]["cpu_ms_per_refresh_operator"])
-    add("restart: SIGTERM -> exit (s)", lambda r: r["restart"]["sigterm_to_exit_s"])
-    add("restart: start -> 'operator started' (s)", lambda r: r["restart"]["start_to_operator_started_s"])
-    add("restart: start -> all reconciled (s)", lambda r: r["restart"]["start_to_all_reconciled_s"])
-    add("restart: HubSpot calls in window", lambda r: r["restart"]["hubspot_token_calls"])
-    add("restart: kube writes in window", lambda r: int(sum(r["restart"]["kube_writes"].values())))
-    add("probe: restore deleted Secret, idle (s)", lambda r: r["probe"]["restore_idle_s"])
-    add("probe: same, during a paced round (s)", lambda r: r["probe"]["restore_during_round_s"])
-    add("  (deleted at / round 2 ended at, s)",
-        lambda r: f"{r['probe']['deleted_at_s']}/{r['probe']['round2_last_secret_s']}")
-    add("RSS idle (0 tokens)", lambda r: kib(r["rss_idle_kib"]))
-    add("RSS after initial issue", lambda r: kib(r["initial"]["rss_kib"]))
-    add("RSS after round (peak VmHWM)", lambda r: f"{kib(r['rss_after_round_kib'])} ({kib(r['rss_after_round_kib'], 'VmHWM')})")
-    add("RSS restarted operator", lambda r: kib(r["restart"]["rss_kib"]))
-    lines.append("")
-    lines.append("status updates seen by the watch, by what they changed:")
-    for r in results:
-        for phase in ("initial", "round", "restart"):
-            seen = (r.get(phase) or {}).get("status_updates_seen")
-            if seen is not None:
-                parts = ", ".join(f"{k}: {v}" for k, v in sorted(seen.items())) or "none"
-                lines.append(f"  {r['scenario']:<12} {phase:<8} {parts}")
-    return "\n".join(lines)
+SMOKE = {  # tiny, every phase on: about 2 minutes on 2 vCPUs
+    "tokens": 20, "tokens_per_app": 10, "create_tokens": 20, "create_rate": 20.0, "fanout_tokens": 10,
+    "fanout_grants": 2, "lateness_tokens": 6, "token_lifetime": 20, "lateness_seconds": 25.0, "herd_seconds": 5.0,
+    "raw_count": 0, "phase_timeout": 120.0,
+}
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tokens", type=int, default=200, help="tokens in the independent scenario (one install each)")
-    ap.add_argument("--fanout-tokens", type=int, default=50, help="tokens in the fan-out scenario (0 skips it)")
-    ap.add_argument("--fanout-grants", type=int, default=5, help="installs shared by the fan-out tokens")
+    on = argparse.BooleanOptionalAction
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, every phase on (CI); overrides the sizes")
+    ap.add_argument("--tokens", type=int, default=200, help="N: tokens present at the cold start (1..10000)")
+    ap.add_argument("--tokens-per-app", type=int, default=25, help="tokens per HubSpot app (one install each)")
     ap.add_argument("--app-refresh-rate", type=float, default=None, help="passed to the operator (default: its own)")
-    ap.add_argument("--herd-seconds", type=float, default=20.0, help="window after an operator restart")
+    ap.add_argument("--cold-start", action=on, default=True,
+                    help="N tokens exist before the operator starts (--no-cold-start: operator first, then tokens)")
+    ap.add_argument("--round", action=on, default=True, help="every token due at once")
+    ap.add_argument("--probe", action=on, default=True, help="restore a deleted Secret during a round")
+    ap.add_argument("--restart", action=on, default=True, help="SIGTERM + start with all tokens published")
+    ap.add_argument("--herd-seconds", type=float, default=20.0, help="window after the restart")
+    ap.add_argument("--create", action=on, default=True, help="tokens created while the operator runs")
+    ap.add_argument("--create-tokens", type=int, default=None, help="how many (default: N)")
+    ap.add_argument("--create-rate", type=float, default=0.0, help="per second; 0: as fast as 8 threads go")
+    ap.add_argument("--fanout", action=on, default=True, help="tokens sharing installs")
+    ap.add_argument("--fanout-tokens", type=int, default=50)
+    ap.add_argument("--fanout-grants", type=int, default=5)
+    ap.add_argument("--lateness", action=on, default=True, help="refresh lateness with short-lived tokens")
+    ap.add_argument("--lateness-tokens", type=int, default=50)
+    ap.add_argument("--token-lifetime", type=int, default=60, help="simulator access-token lifetime (s), >= 15")
+    ap.add_argument("--lateness-seconds", type=float, default=120.0, help="steady-state window")
+    ap.add_argument("--raw-writes", action=on, default=True, help="a plain client writing Secrets, for comparison")
+    ap.add_argument("--raw-count", type=int, default=0, help="Secrets the plain client writes (default: N)")
+    ap.add_argument("--raw-threads", type=int, default=8)
+    ap.add_argument("--failover", action=on, default=True, help="two operators, leader SIGKILLed mid-round")
+    ap.add_argument("--kill-fraction", type=float, default=0.25, help="share of the round published before the kill")
+    ap.add_argument("--phase-timeout", type=float, default=900.0, help="deadline of each wait for a whole population")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     ap.add_argument("--keep", action="store_true", help="keep the state directory (logs) afterwards")
     args = ap.parse_args()
-    if args.tokens < 1 or args.tokens > 2000 or args.fanout_tokens < 0 or args.fanout_tokens > 2000:
-        ap.error("token counts must be within 1..2000 (fan-out 0..2000)")
-    if args.fanout_tokens and (args.fanout_grants < 1 or args.fanout_grants > args.fanout_tokens):
+    if args.smoke:
+        for k, v in SMOKE.items():
+            setattr(args, k, v)
+    if args.create_tokens is None:
+        args.create_tokens = args.tokens
+    args.raw_count = args.raw_count or args.tokens
+    if not 1 <= args.tokens <= 10000 or not 0 <= args.create_tokens <= 10000 or not 0 <= args.fanout_tokens <= 2000:
+        ap.error("--tokens must be within 1..10000, --create-tokens 0..10000, --fanout-tokens 0..2000")
+    if args.fanout_tokens and not 1 <= args.fanout_grants <= args.fanout_tokens:
         ap.error("--fanout-grants must be within 1..--fanout-tokens")
+    if args.token_lifetime < 15 or args.tokens_per_app < 1 or not 0 < args.kill_fraction < 1:
+        ap.error("--token-lifetime must be >= 15, --tokens-per-app >= 1, --kill-fraction within (0, 1)")
+    return args
 
-    op_args = ["--app-refresh-rate", str(args.app_refresh_rate)] if args.app_refresh_rate else []
+
+def main() -> int:
+    args = parse_args()
     meta = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpus": os.cpu_count(),
         "load_start": loadavg(),
+        "tokens": args.tokens,
+        "tokens_per_app": args.tokens_per_app,
         "app_refresh_rate": args.app_refresh_rate or "default (8)",
+        "smoke": args.smoke,
+        "argv": sys.argv[1:],
     }
     print(f"operator_scale: load average {meta['load_start']} on {meta['cpus']} CPUs", flush=True)
     state = Path(tempfile.mkdtemp(prefix="hto-bench-"))
     cluster = LocalCluster(state_dir=state / "cluster")
-    sim = sampler = None
-    results: list[dict] = []
+    sim = sampler = watcher = bench = None
     try:
         cluster.start()
         print(f"control plane up in {cluster.started_in:.1f}s ({state})", flush=True)
-        kubectl(cluster, "apply", "--server-side", "-f", str(REPO / "crds" / "hubspottokens.hubspot-operator.dev.yaml"))
-        for attempt in range(5):  # right after the apply, `wait` can see NotFound
-            try:
-                kubectl(cluster, "wait", "--for=condition=Established", "crd/hubspottokens.hubspot-operator.dev",
-                        "--timeout=60s")
-                break
-            except RuntimeError as e:
-                if attempt == 4:
-                    raise
-                print(f"  ({e}; retrying)", file=sys.stderr)
-                time.sleep(1)
+        install_crd(cluster)
         cfg = client.Configuration()
         config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=cfg)
-        cfg.connection_pool_maxsize = 16
+        cfg.connection_pool_maxsize = 32
         api = client.ApiClient(cfg)
         client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=OPERATOR_NS)))
         sim = Simulator(state / "hubspot-sim.log")
         sampler = CallSampler(sim)
+        watcher = Watcher(api)
+        bench = Bench(args, cluster, api, sim, sampler, watcher, state)
 
-        plan = [("independent", args.tokens, args.tokens)]
-        if args.fanout_tokens:
-            plan.append(("fanout", args.fanout_tokens, args.fanout_grants))
-        for name, n, grants in plan:
-            sc = Scenario(name, api, sim, cluster, state, n, grants, op_args)
-            try:
-                results.append(sc.run(sampler, args.herd_seconds))
-            finally:
-                sc.teardown()
+        first = ("cold_start", bench.cold_start) if args.cold_start else ("initial_issue", bench.initial_issue)
+        if bench.run_phase(first[0], first[1], args.tokens):
+            plan = [
+                (args.round, "round", bench.round, ()),
+                (args.probe, "probe", bench.probe, ()),
+                (args.restart, "restart", bench.restart, ()),
+                (args.create and args.create_tokens, "create", bench.create_phase, (args.create_tokens, args.create_rate)),
+                (args.fanout and args.fanout_tokens, "fanout", bench.fanout, (args.fanout_tokens, args.fanout_grants)),
+                (args.lateness and args.lateness_tokens, "lateness", bench.lateness,
+                 (args.lateness_tokens, args.token_lifetime, args.lateness_seconds)),
+                (True, "stop", bench.stop_operator, ()),
+                (args.raw_writes, "raw_writes", bench.raw_writes, (args.raw_count, args.raw_threads)),
+                (args.failover, "failover", bench.failover, (args.kill_fraction,)),
+            ]
+            for enabled, name, fn, fn_args in plan:
+                if enabled:
+                    bench.run_phase(name, fn, *fn_args)
+            bench.results.pop("stop", None)
     finally:
+        if bench:
+            bench.stop_all()
+        if watcher:
+            watcher.stop()
         if sampler:
             sampler.stop()
         if sim:
@@ -921,13 +1409,13 @@ def main() -> int:
         else:
             print(f"state kept in {state}")
 
-    table = summary(results, meta)
     print()
-    print(table)
+    print(summary(bench, meta))
     if args.json:
-        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
+        args.json.write_text(json.dumps({"meta": meta, "results": bench.results, "errors": bench.errors},
+                                        indent=2, default=str))
         print(f"raw results: {args.json}")
-    return 0
+    return 1 if bench.errors else 0
 
 
 if __name__ == "__main__":

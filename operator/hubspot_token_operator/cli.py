@@ -122,17 +122,14 @@ def run(settings: Settings) -> int:
     install(ctx)
     from . import handlers  # noqa: F401 - registers the Kopf handlers
 
-    async def main() -> None:
-        ctx.stop_flag = asyncio.Event()  # bound to this loop; set when leadership is lost
-        await kopf.operator(
+    asyncio.run(
+        kopf.operator(
             standalone=True,  # no Kopf peering: leader election is ours (leadership.py says why)
             clusterwide=settings.all_namespaces,
             namespaces=settings.namespaces,
-            stop_flag=ctx.stop_flag,
         )
-
-    asyncio.run(main())
-    return ctx.exit_code
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ last renewal it saw, which is after the holder *sent* that renewal; so the old h
 (succeeded or timed out) before the new holder can start one. Two replicas never call HubSpot for one grant
 at the same time.
 
-A holder that cannot renew within `renew_deadline` steps down: it stops taking work, lets reconciles in
-flight finish (custody is never cut), and exits, so it restarts as a clean standby (as client-go's
-controllers do). On SIGTERM it releases the lease, so a drain hands over in one retry period.
+A holder that cannot renew within `renew_deadline` steps down: it stops taking work and lets reconciles in
+flight finish (custody is never cut; no new HubSpot call is admitted), then waits as a standby; when it
+leads again it re-reads custody and looks at every token from status. On SIGTERM it releases the lease, so
+a drain hands over in one retry period.
 
 The decisions are pure functions (`next_step`, `LeaderClock`) covered by unit tests; `Elector` does the I/O.
 """
@@ -135,8 +136,10 @@ def identity() -> str:
 
 
 class Elector:
-    """Runs the lease loop. `on_elected` runs once, when this replica first leads; `on_lost` when it must
-    step down (it cannot renew, or someone else holds the lease)."""
+    """Runs the lease loop. `on_elected` runs each time this replica starts to lead; `on_lost` when it must
+    step down (it could not renew in time, or someone else holds the lease). After `on_lost` the replica is
+    a standby again and competes as before: after an API-server outage a lone replica simply takes its own
+    lease back (it still names it), while with two replicas whoever renews or takes it first leads."""
 
     def __init__(
         self,
@@ -170,13 +173,14 @@ class Elector:
             except ApiException as e:
                 log.warning("leader election: lease %s/%s: HTTP %s", self.namespace, self.name, e.status)
             if self.elected and (self.clock.must_step_down() or not self.clock.leading):
-                log.error("leader election: could not renew lease %s/%s in %ss; stepping down",
+                log.error("leader election: lease %s/%s not renewed for %ss (or taken); stepping down",
                           self.namespace, self.name, self.timings.renew_deadline)
                 self.clock.lost()
-                await self.on_lost()
-                return
+                self.elected = False
+                await self.on_lost()  # drains; then this replica is a standby again
+                waiting_logged = False
             if not self.elected and not waiting_logged:
-                log.info("standby: lease %s/%s is held by another replica", self.namespace, self.name)
+                log.info("standby: waiting for lease %s/%s", self.namespace, self.name)
                 waiting_logged = True
             await asyncio.sleep(self.timings.retry_period)
 

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY, start_http_server
 from . import health, metrics
 from .clock import Clock, follow_simulator
 from .controller import reconcile
+from .grants import GrantCache
 from .kube import Kube
 from .leadership import Elector, LeaseTimings
 from .metrics import TokenCollector
@@ -37,8 +38,6 @@ class OperatorContext:
         self.elector: Elector | None = None
         self.watching = False  # start-up done: watches feed the runtime (a standby is ready too)
         self.started = False  # leading: the work queue runs
-        self.exit_code = 0
-        self.stop_flag: asyncio.Event = asyncio.Event()
 
     async def start(self) -> None:
         kube = Kube.from_environment()
@@ -81,10 +80,16 @@ class OperatorContext:
         log.info("operator started (workers=%s, HubSpot %s)", self.settings.workers, self.settings.hubspot_base_url)
 
     async def _step_down(self) -> None:
-        """The lease is no longer surely ours: stop, keep custody, and exit (the pod restarts as a standby)."""
+        """The lease is no longer surely ours: no new HubSpot call is admitted (leadership.LeaderClock);
+        stop taking work and let what is in flight finish, keeping custody. Then wait as a standby."""
         metrics.LEADER.set(0)
-        self.exit_code = 1
-        self.stop_flag.set()
+        self.started = False
+        grace = self.settings.shutdown_grace_seconds
+        unfinished = await self.queue.stop(grace)
+        still = await self.runtime.drain_critical(grace)
+        self.runtime.grants = GrantCache()  # whoever leads next may refresh meanwhile: trust only status
+        log.warning("standby again after losing the lease (%d reconcile(s), %d refresh(es) unfinished)",
+                    unfinished, still)
 
     async def _reconcile(self, key):
         return await reconcile(self.runtime, key)
@@ -109,7 +114,7 @@ class OperatorContext:
             if still:
                 log.error("shutdown: %d refresh(es) still in flight; their refresh tokens may be lost", still)
         if self.elector:  # after the drain: hand the lease over only once nothing of ours is in flight
-            await self.elector.stop(release=self.exit_code == 0)
+            await self.elector.stop(release=True)
         metrics.LEADER.set(0)
         for t in self._tasks:
             t.cancel()

@@ -82,6 +82,8 @@ class WorkQueue:
         return self._due.get(key)
 
     async def start(self) -> None:
+        """Starts (or, after `stop`, restarts) the dispatcher and the workers."""
+        self._stopping = False
         self._tasks = [asyncio.create_task(self._dispatch(), name="workqueue-dispatch")]
         self._tasks += [asyncio.create_task(self._work(i), name=f"workqueue-{i}") for i in range(self.workers)]
 

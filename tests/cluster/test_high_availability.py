@@ -196,3 +196,35 @@ def test_two_shards_serve_each_token_exactly_once(replicas, sim, app, core, cust
                           timeout=30)
     assert any("/s0: Refresh" in line for line in _reconciled(b, namespace))
     assert not [line for line in a.grep(rf"{namespace}/s0: ", since=mark_a)]
+
+
+@pytest.mark.timeout(240)
+def test_an_api_server_outage_demotes_the_leader_and_one_replica_leads_after_it(
+        replicas, cluster, sim, app, core, custom, coordination, namespace):
+    if not hasattr(cluster, "stop_apiserver"):
+        pytest.fail("this test stops and starts kube-apiserver: it needs the local control plane")
+    names = [f"o{i}" for i in range(4)]
+    _tokens(sim, core, custom, namespace, app, names, 8400)
+    a = replicas("a").start()
+    b = replicas("b").start(ready="standby:")
+    assert not f.wait_all(names, lambda n: f.published(t.get(custom, namespace, n)), timeout=60)
+    marks = {op: op.mark() for op in (a, b)}
+    cluster.stop_apiserver()
+    try:
+        # longer than the renew deadline (4 s) and the lease (6 s): nobody can be sure of the lease
+        wait_for(lambda: "stepping down" in a.logs()[marks[a]:], timeout=30, what="the leader to step down")
+    finally:
+        cluster.start_apiserver()
+    wait_for(lambda: core.list_namespaced_secret(namespace), timeout=30, what="the API server to answer again")
+    assert a.alive() and b.alive(), "a replica exited: after an outage both should compete again"
+    leader = wait_for(lambda: next((op for op in (a, b) if "operator started" in op.logs()[marks[op]:]), None),
+                      timeout=60, what="a replica to lead after the outage")
+    holder = set(_lease_holder(coordination, namespace).values())
+    assert holder == {f"{'a' if leader is a else 'b'}-{namespace}"}, holder
+    before = {n: f.status(custom, namespace, n)["lastRefreshTime"] for n in names}
+    sim.advance(1400)
+    stuck = _refreshed_since(custom, namespace, names, before, timeout=60)
+    assert not stuck, f"not refreshed after the outage: {sorted(stuck)}"
+    assert sim.stats()["concurrent_refreshes_of_one_grant"] == 0
+    other = b if leader is a else a
+    assert "operator started" not in other.logs()[marks[other]:], "both replicas led after the outage"

@@ -84,22 +84,29 @@ class FakeLeases:
         self.writes += 1
 
 
+def recording_elector(leases: FakeLeases, me: str, timings: LeaseTimings, events: list[str]) -> Elector:
+    """An Elector whose callbacks append "<me> elected" / "<me> lost" to `events`."""
+    async def elected():
+        events.append(f"{me} elected")
+
+    async def lost():
+        events.append(f"{me} lost")
+    return Elector(leases, "ns", "lease", timings, elected, lost, me=me)
+
+
+async def until(check, timeout: float = 3.0) -> None:
+    end = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < end, "timed out"
+        await asyncio.sleep(0.01)
+
+
 def test_two_electors_one_leader_and_a_release_hands_over_at_once(run):
     fast = LeaseTimings(duration=1.0, renew_deadline=0.6, retry_period=0.05)
 
     async def main():
-        leases = FakeLeases()
-        events: list[str] = []
-
-        def elector(name):
-            async def elected():
-                events.append(f"{name} elected")
-
-            async def lost():
-                events.append(f"{name} lost")
-            return Elector(leases, "ns", "lease", fast, elected, lost, me=name)
-
-        a, b = elector("a"), elector("b")
+        leases, events = FakeLeases(), []
+        a, b = recording_elector(leases, "a", fast, events), recording_elector(leases, "b", fast, events)
         a.start()
         await asyncio.sleep(0.2)
         b.start()
@@ -118,19 +125,12 @@ def test_a_standby_takes_over_only_after_the_lease_went_unrenewed_for_its_durati
     fast = LeaseTimings(duration=0.6, renew_deadline=0.4, retry_period=0.05)
 
     async def main():
-        leases = FakeLeases()
+        leases, events = FakeLeases(), []
         leases.spec = {"holderIdentity": "dead", "leaseDurationSeconds": 0.6, "renewTime": "t"}
-        got = asyncio.Event()
-
-        async def elected():
-            got.set()
-
-        async def lost():
-            pass
-        b = Elector(leases, "ns", "lease", fast, elected, lost, me="b")
+        b = recording_elector(leases, "b", fast, events)
         started = asyncio.get_running_loop().time()
         b.start()
-        await asyncio.wait_for(got.wait(), 3)
+        await until(lambda: events)
         waited = asyncio.get_running_loop().time() - started
         await b.stop(release=False)
         return waited
@@ -138,29 +138,46 @@ def test_a_standby_takes_over_only_after_the_lease_went_unrenewed_for_its_durati
     assert run(main()) >= 0.55
 
 
-def test_a_leader_that_cannot_renew_steps_down(run):
+def test_a_leader_that_cannot_renew_steps_down_and_leads_again_when_it_can(run):
     fast = LeaseTimings(duration=0.6, renew_deadline=0.3, retry_period=0.05)
 
     async def main():
-        leases = FakeLeases()
-        lost = asyncio.Event()
-
-        async def elected():
-            pass
-
-        async def on_lost():
-            lost.set()
-        a = Elector(leases, "ns", "lease", fast, elected, on_lost, me="a")
+        leases, events = FakeLeases(), []
+        a = recording_elector(leases, "a", fast, events)
         a.start()
-        await asyncio.sleep(0.15)
-        assert a.clock.leading
+        await until(lambda: a.clock.leading)
 
         async def broken(*_):
             from kubernetes.client import ApiException
             raise ApiException(status=503)
-        leases.get_lease = broken
-        await asyncio.wait_for(lost.wait(), 3)
+        working = leases.get_lease
+        leases.get_lease = broken  # the API server goes away
+        await until(lambda: "a lost" in events)
         assert not a.clock.leading and not a.clock.may_call(0.01)
+        leases.get_lease = working  # back: the lease still names us, so we take it back at once
+        await until(lambda: events.count("a elected") == 2)
+        assert events == ["a elected", "a lost", "a elected"] and a.clock.leading
+        await a.stop(release=False)
+
+    run(main())
+
+
+def test_a_leader_whose_lease_was_taken_never_acts_again_until_it_wins_it_back(run):
+    fast = LeaseTimings(duration=0.6, renew_deadline=0.3, retry_period=0.05)
+
+    async def main():
+        leases, events = FakeLeases(), []
+        a = recording_elector(leases, "a", fast, events)
+        a.start()
+        await until(lambda: a.clock.leading)
+        # someone took it (a partition longer than the lease, seen from the other side)
+        leases.spec = {"holderIdentity": "b", "leaseDurationSeconds": 60, "renewTime": "t2"}
+        leases.rv += 1
+        await until(lambda: "a lost" in events)
+        await asyncio.sleep(0.2)
+        assert events == ["a elected", "a lost"] and not a.clock.leading and not a.clock.may_call(0.01)
+        await a.stop(release=True)
+        assert leases.spec["holderIdentity"] == "b", "a replica that does not lead must not release the lease"
 
     run(main())
 
