@@ -19,6 +19,7 @@ import kopf
 from . import GROUP, PLURAL, VERSION
 from .operator_main import OperatorContext, current
 from .rollout import TargetRef, targets_workload
+from .schedule import spread_delay
 from .sharding import in_shard
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,21 @@ def on_token(ctx: OperatorContext, event_type: str | None, body: dict) -> None:
             ctx.queue.forget(key)
         rt.index.drop(*key)
         return
+    first = key not in rt.tokens
     if rt.remember(body):  # not the echo of our own status write
         rt.index.put(key[0], key[1], body.get("spec") or {})
+        ctx.queue.schedule(key, rt.first_look(body) if first else None)
+
+
+def _wake(ctx: OperatorContext, key: tuple[str, str], event_type: str | None) -> None:
+    """A change wakes the token now. A listing (start-up, or a re-list after a watch gap: Kopf gives those
+    events no type) may hide a change made during the gap, so it wakes the token too, but spread over
+    the first-look window, behind tokens that are due."""
+    rt = ctx.runtime
+    if event_type is None:
+        body = rt.tokens.get(key)
+        ctx.queue.schedule(key, rt.clock.now() + spread_delay((body or {}).get("metadata", {}).get("uid") or str(key)))
+    else:
         ctx.queue.schedule(key)
 
 
@@ -46,39 +60,40 @@ async def token_event(event, body, **_):
 @kopf.on.event("", "v1", "secrets")
 async def secret_event(event, namespace, name, meta, **_):
     ctx: OperatorContext = current()
-    if event.get("type") != "DELETED" and ctx.runtime.is_own_echo(namespace, name, meta.get("resourceVersion")):
+    if event.get("type") not in (None, "DELETED") and ctx.runtime.is_own_echo(namespace, name, meta.get("resourceVersion")):
         return
     for token in ctx.runtime.index.using_secret(namespace, name):
-        ctx.queue.schedule((namespace, token))
+        _wake(ctx, (namespace, token), event.get("type"))
 
 
-def wake_targeting(ctx: OperatorContext, namespace: str, kind: str, name: str, labels: dict) -> None:
+def wake_targeting(ctx: OperatorContext, namespace: str, kind: str, name: str, labels: dict,
+                   event_type: str | None = "MODIFIED") -> None:
     """Wakes the tokens whose restart targets include this workload: the same decision the restart uses."""
     ref = TargetRef(kind, name)
     for token in ctx.runtime.index.in_namespace(namespace):
         body = ctx.runtime.tokens.get((namespace, token))
         if body and targets_workload(body.get("spec") or {}, ref, labels):
-            ctx.queue.schedule((namespace, token))
+            _wake(ctx, (namespace, token), event_type)
 
 
 @kopf.on.event("apps", "v1", "deployments")
-async def deployment_event(namespace, name, labels, **_):
-    wake_targeting(current(), namespace, "Deployment", name, dict(labels))
+async def deployment_event(event, namespace, name, labels, **_):
+    wake_targeting(current(), namespace, "Deployment", name, dict(labels), event.get("type"))
 
 
 @kopf.on.event("apps", "v1", "statefulsets")
-async def statefulset_event(namespace, name, labels, **_):
-    wake_targeting(current(), namespace, "StatefulSet", name, dict(labels))
+async def statefulset_event(event, namespace, name, labels, **_):
+    wake_targeting(current(), namespace, "StatefulSet", name, dict(labels), event.get("type"))
 
 
 @kopf.on.event("apps", "v1", "daemonsets")
-async def daemonset_event(namespace, name, labels, **_):
-    wake_targeting(current(), namespace, "DaemonSet", name, dict(labels))
+async def daemonset_event(event, namespace, name, labels, **_):
+    wake_targeting(current(), namespace, "DaemonSet", name, dict(labels), event.get("type"))
 
 
 @kopf.on.event("argoproj.io", "v1alpha1", "rollouts")
-async def argo_rollout_event(namespace, name, labels, **_):
-    wake_targeting(current(), namespace, "Rollout", name, dict(labels))
+async def argo_rollout_event(event, namespace, name, labels, **_):
+    wake_targeting(current(), namespace, "Rollout", name, dict(labels), event.get("type"))
 
 
 @kopf.on.startup()

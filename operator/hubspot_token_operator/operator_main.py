@@ -51,7 +51,9 @@ class OperatorContext:
                 start_http_server(self.settings.metrics_port, addr="0.0.0.0")
             except OSError as e:
                 log.warning("metrics endpoint not started on port %s: %s", self.settings.metrics_port, e)
-            self._collector = TokenCollector(lambda: list(self.runtime.tokens.values()), lambda: self.clock.now().timestamp())
+            # Per-token gauges come from the leader only: a standby's copies would double every alert.
+            self._collector = TokenCollector(lambda: list(self.runtime.tokens.values()) if self.started else [],
+                                             lambda: self.clock.now().timestamp())
             REGISTRY.register(self._collector)
         if self.settings.health_port:
             self._health = await health.serve(self.settings.health_port, self.health, lambda: self.watching)
@@ -73,8 +75,8 @@ class OperatorContext:
         look at every token; the schedule comes from status, so tokens not due cost no call and no write."""
         await self.runtime.custody.load()
         await self.queue.start()
-        for key in list(self.runtime.tokens):
-            self.queue.schedule(key)
+        for key, body in list(self.runtime.tokens.items()):
+            self.queue.schedule(key, self.runtime.first_look(body))
         self.started = True
         metrics.LEADER.set(1)
         log.info("operator started (workers=%s, HubSpot %s)", self.settings.workers, self.settings.hubspot_base_url)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from kubernetes.client import ApiException
 
+from . import conditions as cond
 from . import metrics, tenancy
 from .clock import Clock
 from .custody import Custody
@@ -19,7 +20,9 @@ from .hubspot import HubSpotClient
 from .kube import Kube
 from .leadership import LeaderClock
 from .model import LabelSelector
+from .schedule import first_look
 from .settings import Settings
+from .status_model import parse_status
 from .sharding import TokenIndex, parse_selector
 
 log = logging.getLogger(__name__)
@@ -135,6 +138,12 @@ class Runtime:
                 admit=self._admit, deadline=self.settings.hubspot_call_deadline,
             )
         return self._clients[key]
+
+    def first_look(self, body: dict):
+        """When to look at a token just learned about (schedule.first_look decides)."""
+        status = body.get("status") or {}
+        return first_look(self.clock.now(), parse_status(status).next_refresh_at,
+                          cond.is_true(status.get("conditions"), cond.READY), body["metadata"].get("uid") or "")
 
     def _admit(self, deadline: float) -> None:
         if self.leader is not None:

@@ -66,3 +66,24 @@ def retry_at(
 def usable(expires_at: datetime | None, now: datetime, policy: RefreshSpec) -> bool:
     """A token may be (re)published only with at least minRemainingValidity left."""
     return expires_at is not None and expires_at - now >= policy.min_remaining_validity
+
+
+FIRST_LOOK_SPREAD = timedelta(seconds=10)  # tokens not due at start-up are looked at within this window
+FIRST_LOOK_MARGIN = timedelta(seconds=60)  # a token due within this is looked at at once
+
+
+def first_look(now: datetime, next_refresh_at: datetime | None, ready: bool, seed: str) -> datetime:
+    """When to look at a token the operator has just learned about (start-up, a new leader, a new token).
+
+    Due soon, not Ready, or never refreshed: at once. Otherwise later, spread over FIRST_LOOK_SPREAD by a
+    stable per-object jitter, so that with thousands of tokens the due ones are not queued behind the
+    ones that only need their Secrets checked (those reconciles cost no HubSpot call and no write).
+    """
+    if not ready or next_refresh_at is None or next_refresh_at <= now + FIRST_LOOK_MARGIN:
+        return now
+    return now + spread_delay(seed)
+
+
+def spread_delay(seed: str) -> timedelta:
+    """A stable delay in [1 s, FIRST_LOOK_SPREAD) for looks that can wait a little."""
+    return timedelta(seconds=1) + (FIRST_LOOK_SPREAD - timedelta(seconds=1)) * jitter_fraction(seed)

@@ -109,6 +109,10 @@ def test_kill_9_of_the_leader_mid_round_the_standby_finishes_it(replicas, sim, a
              timeout=90, what="every token published by the leader")
     assert set(_lease_holder(coordination, namespace).values()) == {f"a-{namespace}"}
     assert _reconciled(b, namespace) == [], "the standby reconciled tokens"
+    # only the leader exports per-token gauges (a standby's copies would double every alert)
+    assert "hubspot_token_operator_leader 1.0" in a.metrics() and "hubspot_token_operator_leader 0.0" in b.metrics()
+    assert "hubspot_token_expiry_timestamp_seconds{" in a.metrics()
+    assert "hubspot_token_expiry_timestamp_seconds{" not in b.metrics()
     before = {n: f.status(custom, namespace, n)["lastRefreshTime"] for n in names}
 
     rule = sim.faults(kind="latency", path="/oauth/2026-03/token", delay_ms=800)

@@ -309,7 +309,7 @@ async def f5_wake_matches_restart(w: World, selector: dict, labels: dict) -> Non
     operator_main.install(types.SimpleNamespace(
         runtime=rt, queue=types.SimpleNamespace(schedule=lambda k, at=None: woken.append(k))))
     try:  # the watch handler Kopf calls for a Deployment event
-        await handlers.deployment_event(namespace=NS, name="web", labels=labels)
+        await handlers.deployment_event(event={"type": "MODIFIED"}, namespace=NS, name="web", labels=labels)
     finally:
         operator_main.install(saved)
     check([] if bool(woken) == restarted else

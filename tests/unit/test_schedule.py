@@ -88,3 +88,45 @@ def test_format_duration():
     assert format_duration(timedelta(seconds=3723)) == "1h2m"
     assert format_duration(timedelta(days=3, hours=4, minutes=5)) == "3d4h"
     assert format_duration(timedelta(seconds=-1)) == "0s"
+
+
+def test_first_look_puts_due_and_unhealthy_tokens_first_and_spreads_the_rest():
+    from hubspot_token_operator.schedule import FIRST_LOOK_SPREAD, first_look
+
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
+    later = now + timedelta(minutes=15)
+    assert first_look(now, None, True, "a") == now  # never refreshed
+    assert first_look(now, later, False, "a") == now  # not Ready: something to fix
+    assert first_look(now, now + timedelta(seconds=59), True, "a") == now  # due within the margin
+    looks = [first_look(now, later, True, f"uid-{i}") for i in range(200)]
+    assert all(now + timedelta(seconds=1) <= t < now + FIRST_LOOK_SPREAD for t in looks)
+    assert len(set(looks)) > 150  # spread, not a herd
+    assert first_look(now, later, True, "uid-7") == looks[7]  # stable per object
+
+
+def test_a_listing_wakes_tokens_spread_and_a_change_wakes_them_now(run):
+    import types
+
+    from hubspot_token_operator import handlers
+    from hubspot_token_operator.clock import Clock
+    from hubspot_token_operator.fingerprint import Fingerprinter
+    from hubspot_token_operator.runtime import Runtime
+    from hubspot_token_operator.settings import Settings
+
+    rt = Runtime(settings=Settings(), kube=None, clock=Clock(), fingerprints=Fingerprinter(b"k" * 32))
+    body = {"metadata": {"namespace": "ns", "name": "t", "uid": "u1", "resourceVersion": "1"},
+            "spec": {"target": {"name": "out"}}}
+    rt.remember(body)
+    rt.index.put("ns", "t", body["spec"])
+    calls = []
+    ctx = types.SimpleNamespace(runtime=rt, queue=types.SimpleNamespace(schedule=lambda k, at=None: calls.append((k, at))))
+    saved = handlers.current
+    handlers.current = lambda: ctx
+    try:
+        run(handlers.secret_event(event={"type": None}, namespace="ns", name="out", meta={"resourceVersion": "5"}))
+        run(handlers.secret_event(event={"type": "MODIFIED"}, namespace="ns", name="out", meta={"resourceVersion": "6"}))
+    finally:
+        handlers.current = saved
+    (k1, at1), (k2, at2) = calls
+    assert k1 == k2 == ("ns", "t") and at2 is None
+    assert at1 is not None and at1 > rt.clock.now()
