@@ -71,6 +71,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hubspot_token_operator import GROUP, PLURAL, VERSION
 from hubspot_token_operator.devcluster import LocalCluster
+from hubspot_token_operator.model import RefreshSpec
+from hubspot_token_operator.schedule import refresh_at
 from hubspot_token_operator.simulator.control_client import SimControl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -411,8 +413,9 @@ class Watcher:
         self._status: dict[str, dict] = {}
         # (time, token, status keys this write changed, nextRefreshAt shift in seconds when it moved)
         self.status_writes: list[tuple[float, str, tuple[str, ...], float | None]] = []
-        # (monotonic, wall clock, token, nextRefreshAt it was due at, new lastRefreshTime), epoch seconds
-        self.refresh_due: list[tuple[float, float, str, float, float]] = []
+        # (monotonic, wall clock, token, nextRefreshAt it was due at, new lastRefreshTime, exact due time
+        # recomputed with the operator's own schedule function), epoch seconds
+        self.refresh_due: list[tuple[float, float, str, float, float, float | None]] = []
         self._stop = threading.Event()
         self._listed = [threading.Event(), threading.Event()]
         self._threads = [
@@ -508,7 +511,8 @@ class Watcher:
             self._status[key] = st
             if last and self._last_refresh.get(key) != last:
                 if prev is not None and prev.get("nextRefreshAt") and self._last_refresh.get(key):
-                    self.refresh_due.append((now, wall, key, _ts(prev["nextRefreshAt"]), _ts(last)))
+                    self.refresh_due.append((now, wall, key, _ts(prev["nextRefreshAt"]), _ts(last),
+                                             exact_due(o, prev)))
                 self._last_refresh[key] = last
                 self.refreshes[key].append(now)
 
@@ -535,12 +539,18 @@ class Watcher:
         with self.lock:
             return sum(1 for ts in self.refreshes.values() for t in ts if t0 <= t <= t1)
 
-    def lateness(self, prefix: str, t0: float, t1: float, sim_offset: float) -> tuple[list[float], list[float]]:
-        """For refreshes of tokens whose key starts with `prefix`, seen in [t0, t1]: (seen, in simulator
-        time, minus the nextRefreshAt they were due at) and (lastRefreshTime minus it; whole seconds)."""
+    def lateness(self, prefix: str, t0: float, t1: float, sim_offset: float) -> dict[str, list[float]]:
+        """Refreshes of tokens whose key starts with `prefix`, seen in [t0, t1]:
+        - seen_minus_next: seen by the watch (in simulator time) minus the status.nextRefreshAt before it;
+        - last_minus_next: the new status.lastRefreshTime minus that nextRefreshAt (both whole seconds);
+        - seen_minus_exact: seen minus the exact due time (nextRefreshAt is truncated to the second)."""
         with self.lock:
             rows = [r for r in self.refresh_due if r[2].startswith(prefix) and t0 <= r[0] <= t1]
-        return [wall + sim_offset - due for _, wall, _, due, _ in rows], [last - due for *_, due, last in rows]
+        return {
+            "seen_minus_next": [wall + sim_offset - nxt for _, wall, _, nxt, _, _ in rows],
+            "last_minus_next": [last - nxt for _, _, _, nxt, last, _ in rows],
+            "seen_minus_exact": [wall + sim_offset - ex for _, wall, _, _, _, ex in rows if ex is not None],
+        }
 
     def status_write_kinds(self, t0: float, t1: float) -> dict[str, int]:
         """Observed status updates in [t0, t1], by which status fields they changed. A refresh changes
@@ -562,6 +572,19 @@ class Watcher:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=10)
+
+
+def exact_due(body: dict, prev_status: dict) -> float | None:
+    """When the operator considered the refresh due: its own `refresh_at` over the previous status (the
+    whole-second lastRefreshTime and expiresAt it schedules from), the token's refresh policy and uid."""
+    try:
+        issued = datetime.fromtimestamp(_ts(prev_status["lastRefreshTime"]), timezone.utc)
+        expires = datetime.fromtimestamp(_ts(prev_status["expiresAt"]), timezone.utc)
+        policy = RefreshSpec.model_validate((body.get("spec") or {}).get("refresh") or {})
+        md = body["metadata"]
+        return refresh_at(issued, expires, policy, md.get("uid", md["name"])).timestamp()
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 class Counters:
@@ -641,6 +664,7 @@ class Bench:
         self.present: list[str] = []
         self.results: dict[str, dict] = {}
         self.errors: dict[str, str] = {}
+        self.notes: list[str] = []
         self._namespaces: set[str] = set()
 
     # ---- plumbing ---------------------------------------------------------------------------------------
@@ -766,8 +790,17 @@ class Bench:
         return None
 
     def main_operator(self) -> Operator:
-        if self.op is None or not self.op.running:
-            raise RuntimeError("the operator is not running (an earlier phase failed)")
+        """The single operator; started again (and said so) if it exited when nobody stopped it."""
+        if self.op is None:
+            raise RuntimeError("the operator was never started (the first phase failed)")
+        if not self.op.running:
+            rc = self.op.proc.returncode if self.op.proc else None
+            note = f"the operator exited unexpectedly (code {rc}; see {self.op.log_path}); started again"
+            self.notes.append(note)
+            print(f"  ({note})", file=sys.stderr, flush=True)
+            self.op.start()
+            self.wait_reconciled(self.op, len(self.present), timeout=60 + len(self.present) / 20)
+            settle(self.op)
         return self.op
 
     # ---- phase 1: cold start ----------------------------------------------------------------------------
@@ -917,6 +950,7 @@ class Bench:
         t_start = time.monotonic()
         up_s = op.start()
         # a reconcile of a token that is not due is cheap: allow 20/s at least before giving up
+        first_at = self.wait_reconciled(op, 1, timeout=60)
         reconciled_at = self.wait_reconciled(op, n, timeout=min(self.args.phase_timeout, max(herd, 60 + n / 20)))
         sleep_until(t_start + herd)
         m = op.metrics()
@@ -924,7 +958,10 @@ class Bench:
             "tokens": n,
             "sigterm_to_exit_s": round(stop_s, 2),
             "start_to_operator_started_s": round(up_s, 2),
+            "start_to_first_reconcile_s": round(first_at - t_start, 2) if first_at is not None else None,
             "start_to_all_reconciled_s": round(reconciled_at - t_start, 2) if reconciled_at is not None else None,
+            "mean_reconcile_ms": round(1000 * metric_sum(m, "hubspot_token_reconcile_duration_seconds_sum")
+                                       / max(1.0, metric_sum(m, "hubspot_token_reconcile_duration_seconds_count")), 1),
             "window_s": round(max(herd, time.monotonic() - t_start), 1),
             "hubspot_token_calls": self.sim.token_calls() - calls0,
             "refreshes_seen": self.w.refresh_events_between(marks, time.monotonic()),
@@ -1003,7 +1040,8 @@ class Bench:
             self.wait_published(list(created), t0, "lateness tokens issued", timeout=60 + 2 * period)
             t_meas = time.monotonic()
             sleep_until(t_meas + window)
-            seen, stamped = self.w.lateness(LATE_NS + "/", t_meas, time.monotonic(), offset)
+            late = self.w.lateness(LATE_NS + "/", t_meas, time.monotonic(), offset)
+            seen = late["seen_minus_next"]
             self.results["lateness"].update({
                 "tokens": k,
                 "lifetime_s": lifetime,
@@ -1012,7 +1050,8 @@ class Bench:
                 "refreshes": len(seen),
                 "expected_refreshes": round(k * window / period),
                 "seen_minus_due_s": spread(seen),
-                "last_refresh_time_minus_due_s": spread(stamped),
+                "last_refresh_time_minus_due_s": spread(late["last_minus_next"]),
+                "seen_minus_exact_due_s": spread(late["seen_minus_exact"]),
             })
             s = self.results["lateness"]["seen_minus_due_s"]
             print(f"[lateness] {len(seen)} refreshes in {window:.0f}s: seen - nextRefreshAt p50 {s.get('p50')}s "
@@ -1208,7 +1247,9 @@ def summary(bench: Bench, meta: dict) -> str:
         ("tokens", lambda r: r["tokens"]),
         ("SIGTERM -> exit (s)", lambda r: r["sigterm_to_exit_s"]),
         ("start -> 'operator started' (s)", lambda r: r["start_to_operator_started_s"]),
-        ("start -> all reconciled (s)", lambda r: r["start_to_all_reconciled_s"]),
+        ("start -> first / all reconciled (s)",
+         lambda r: f"{r['start_to_first_reconcile_s']} / {r['start_to_all_reconciled_s']}"),
+        ("mean reconcile (ms)", lambda r: r["mean_reconcile_ms"]),
         ("HubSpot token calls in the window (expect 0)", lambda r: f"{r['hubspot_token_calls']} in {r['window_s']} s"),
         ("kube writes in the window (expect 0)", lambda r: int(sum(r["kube_writes"].values()))),
         ("RSS before / after the restart", lambda r: f"{kib(r['rss_before_kib'])} / {kib(r['rss_kib'])}"),
@@ -1232,6 +1273,7 @@ def summary(bench: Bench, meta: dict) -> str:
         ("seen - nextRefreshAt p50 / p99 / max (s)", lambda r: lat(r, "seen_minus_due_s")),
         ("lastRefreshTime - nextRefreshAt p99 / max (s, whole s)",
          lambda r: f"{r['last_refresh_time_minus_due_s']['p99']} / {r['last_refresh_time_minus_due_s']['max']}"),
+        ("seen - exact due time p50 / p99 / max (s)", lambda r: lat(r, "seen_minus_exact_due_s")),
     ])
     section("raw_writes", "8 publish throughput vs a plain client", [
         ("plain client: Secrets, threads, body bytes",
@@ -1257,6 +1299,8 @@ def summary(bench: Bench, meta: dict) -> str:
     ])
     width = max(len(label) for label, _ in rows) + 2 if rows else 10
     lines += [f"{label:<{width}}{value}" for label, value in rows]
+    for note in getattr(bench, "notes", []):
+        lines.append(f"note: {note}")
     lines.append("")
     lines.append("status updates seen by the watch, by what they changed:")
     for phase in ("cold_start", "initial_issue", "round", "restart"):
@@ -1412,7 +1456,8 @@ def main() -> int:
     print()
     print(summary(bench, meta))
     if args.json:
-        args.json.write_text(json.dumps({"meta": meta, "results": bench.results, "errors": bench.errors},
+        args.json.write_text(json.dumps({"meta": meta, "results": bench.results, "errors": bench.errors,
+                                         "notes": bench.notes},
                                         indent=2, default=str))
         print(f"raw results: {args.json}")
     return 1 if bench.errors else 0
