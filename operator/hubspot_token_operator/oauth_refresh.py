@@ -76,6 +76,10 @@ async def refresh(rt: Runtime, rec: Recorder, snap: Snapshot, v: Verdict) -> dat
         rt, snap.body["metadata"].get("uid", ""))
     retry = await publish_target(rt, rec, obs.spec, snap.body, values, inp.target, obs.expires_at, record=record)
     if retry is not None:
+        if v.reason == "RefreshRequested":
+            # Not done: nothing new was published. The request stays open and is served after the backoff
+            # (policies.refresh_requested waits for it), instead of a restore of the old token closing it.
+            rec.set_fields(lastRefreshRequest=obs.status.last_refresh_request)
         return retry
     nxt = _record_success(rec, snap, v, result, token_fp, revisions, failure_pending=wake is not None)
     return min(nxt, wake) if wake else nxt

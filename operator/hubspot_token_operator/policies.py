@@ -117,6 +117,9 @@ def status_behind_target(o: Observed) -> Verdict | None:
 
 def refresh_requested(o: Observed) -> Verdict | None:
     if o.refresh_request and o.refresh_request != o.status.last_refresh_request:
+        st = o.status
+        if st.last_failure_kind == "Write" and st.failed_attempts and st.retry_at and o.now < st.retry_at:
+            return None  # publishing failed: try again after the backoff (backing_off waits), not in a loop
         return Verdict("Refresh", "RefreshRequested", "refresh requested by annotation")
     return None
 

@@ -345,6 +345,30 @@ async def f13_restart_complete_at_once(w: World, already_restarted: bool) -> Non
     ) if p])
 
 
+# ---- F14: a requested refresh whose publish fails is served after the backoff, not dropped -----------
+
+
+async def f14_requested_refresh_publish_fails(w: World) -> None:
+    """Found by the API-outage fault test: the target write after a requested refresh got a 409 (someone
+    edited the Secret meanwhile); the next pass restored the *old* token and the request counted as done."""
+    key = w.oauth()
+    rt = w.runtime()
+    await passes(rt, key)
+    first = w.status("crm-sync")["tokenFingerprint"]
+    w.request_refresh("crm-sync")
+    w.kube.fail("replace_secret", 409, times=1, when=named("crm-hubspot"))
+    w.kube.fail("create_secret", 409, times=1, when=named("crm-hubspot"))
+    runs = await passes(rt, key, 2, follow=True)  # the failed attempt, then the pass after its backoff
+    request = w.kube.token(NS, "crm-sync")["metadata"]["annotations"][REFRESH_REQUEST]
+    failed, retried = runs[0].status, runs[1].status
+    check([p for p in (
+        "the failed attempt did not back off" if not (runs[0].delay and 0 < runs[0].delay <= 60) else "",
+        "the request counted as served by a failed attempt" if failed.get("lastRefreshRequest") == request else "",
+        "the request was not served after the backoff" if retried.get("lastRefreshRequest") != request else "",
+        "no new token after the backoff" if retried.get("tokenFingerprint") == first else "",
+    ) if p])
+
+
 # ---- F8: a failing restore is not a hot loop ---------------------------------------------------------
 
 
@@ -564,6 +588,7 @@ ROWS = [
                          labels={"uses-hubspot": "yes"}), id="F5-control-matchLabels"),
     pytest.param(partial(f13_restart_complete_at_once, already_restarted=False), id="F13-own-restart-complete-at-once"),
     pytest.param(partial(f13_restart_complete_at_once, already_restarted=True), id="F13-sibling-restart-already-complete"),
+    pytest.param(f14_requested_refresh_publish_fails, id="F14-requested-refresh-publish-409"),
     pytest.param(partial(f8_immutable_target, flow="oauth"), id="F8-oauth-immutable-target"),
     pytest.param(partial(f8_immutable_target, flow="private-app"), id="F8-private-app-immutable-target"),
     pytest.param(f10_retry_after_past_expiry, id="F10-retry-after-86400"),
