@@ -100,9 +100,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(fn, timeout: float, interval: float = 0.1, what: str = "condition"):
+def wait_until(fn, timeout: float, interval: float = 0.1, what: str = "condition", check=None):
+    """Polls `fn` until it returns something true; `check` (if given) runs first each time and may raise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if check:
+            check()
         value = fn()
         if value:
             return value
@@ -219,11 +222,13 @@ class Operator:
         self.proc: subprocess.Popen | None = None
         self.metrics_port = 0
         self.exec_at = 0.0  # monotonic time of the last start
+        self.stopped_by_us = False
 
     def start(self, timeout: float = 90, marker: str = "operator started") -> float:
         """Starts the operator; returns seconds until it logged `marker` ("standby:" for a standby)."""
         self.metrics_port = free_port()
         offset = self.log_offset()
+        self.stopped_by_us = False
         log = open(self.log_path, "ab")
         self.exec_at = time.monotonic()
         self.proc = subprocess.Popen(
@@ -267,8 +272,17 @@ class Operator:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def died(self) -> str | None:
+        """Why the process is gone although nobody here stopped it (None while it runs or was stopped)."""
+        if self.proc is None or self.stopped_by_us or self.proc.poll() is None:
+            return None
+        rc = self.proc.returncode
+        how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"code {rc}"
+        return f"{self.log_path.name}: the operator exited ({how}) although the benchmark did not stop it"
+
     def stop(self, timeout: float = 30) -> float:
         """SIGTERM; returns seconds until the process exited."""
+        self.stopped_by_us = True
         if not self.running:
             return 0.0
         t0 = time.monotonic()
@@ -282,6 +296,7 @@ class Operator:
 
     def kill(self) -> None:
         """SIGKILL: no drain, no lease release."""
+        self.stopped_by_us = True
         if self.running:
             self.proc.kill()
             self.proc.wait(timeout=10)
@@ -685,6 +700,12 @@ class Bench:
             self.results[name]["phase_s"] = round(time.monotonic() - t, 1)
             self.results[name]["load"] = loadavg()
 
+    def check_alive(self) -> None:
+        """Raises if an operator process that should run has gone (the phase then fails, saying so)."""
+        for op in [self.op, *self.others]:
+            if op is not None and (why := op.died()):
+                raise RuntimeError(why)
+
     def pids(self, op: Operator | None) -> dict[str, int]:
         pids = {"operator": op.pid if op and op.running else 0, "simulator": self.sim.proc.pid}
         for comp in self.cluster.components:
@@ -769,6 +790,7 @@ class Bench:
         timeout = timeout or self.args.phase_timeout
         deadline = time.monotonic() + timeout
         while True:
+            self.check_alive()
             seen = self.w.count_secret_changes(targets, after)
             if len(seen) == len(targets):
                 return {targets[t]: v for t, v in seen.items()}
@@ -778,12 +800,14 @@ class Bench:
 
     def wait_refreshed(self, keys: list[str], after: float, timeout: float = 120) -> dict[str, float]:
         return wait_until(lambda: (d := self.w.count_refreshes(keys, after)) and len(d) == len(keys) and d,
-                          timeout=timeout, interval=0.2, what=f"status of {len(keys)} tokens refreshed")
+                          timeout=timeout, interval=0.2, what=f"status of {len(keys)} tokens refreshed",
+                          check=self.check_alive)
 
     def wait_reconciled(self, op: Operator, n: int, timeout: float) -> float | None:
         """Monotonic time at which `op`'s reconcile count reached n (None if not within `timeout`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self.check_alive()
             if op.reconciles() >= n:
                 return time.monotonic()
             time.sleep(0.1)
@@ -794,8 +818,7 @@ class Bench:
         if self.op is None:
             raise RuntimeError("the operator was never started (the first phase failed)")
         if not self.op.running:
-            rc = self.op.proc.returncode if self.op.proc else None
-            note = f"the operator exited unexpectedly (code {rc}; see {self.op.log_path}); started again"
+            note = f"{self.op.died() or 'the operator was not running'}; started again"
             self.notes.append(note)
             print(f"  ({note})", file=sys.stderr, flush=True)
             self.op.start()
@@ -922,7 +945,8 @@ class Bench:
         targets = [target_of(k) for k in keys]
         need = max(3, len(keys) // 20)
         first = wait_until(lambda: (d := self.w.count_secret_changes(targets, t0)) and len(d) >= need and d,
-                           timeout=self.args.phase_timeout, interval=0.05, what="probe round under way")
+                           timeout=self.args.phase_timeout, interval=0.05, what="probe round under way",
+                           check=self.check_alive)
         victim = min(first, key=first.get)[: -len("-access")]
         t_probe = time.monotonic() - t0
         during = self._restore(victim)
@@ -1115,7 +1139,8 @@ class Bench:
         t0 = time.monotonic()
         self.sim.ctl.advance(ROUND_JUMP)
         wait_until(lambda: len(self.w.count_secret_changes(targets, t0)) >= kill_after,
-                   timeout=self.args.phase_timeout, interval=0.05, what="failover round under way")
+                   timeout=self.args.phase_timeout, interval=0.05, what="failover round under way",
+                   check=self.check_alive)
         t_kill = time.monotonic()
         a.kill()
         before_kill = len(self.w.count_secret_changes(targets, t0))
@@ -1299,8 +1324,11 @@ def summary(bench: Bench, meta: dict) -> str:
     ])
     width = max(len(label) for label, _ in rows) + 2 if rows else 10
     lines += [f"{label:<{width}}{value}" for label, value in rows]
-    for note in getattr(bench, "notes", []):
+    for note in bench.notes:
         lines.append(f"note: {note}")
+    for name, error in errors.items():
+        if name not in res:
+            lines.append(f"error: {error}")
     lines.append("")
     lines.append("status updates seen by the watch, by what they changed:")
     for phase in ("cold_start", "initial_issue", "round", "restart"):
@@ -1433,9 +1461,12 @@ def main() -> int:
                 (args.raw_writes, "raw_writes", bench.raw_writes, (args.raw_count, args.raw_threads)),
                 (args.failover, "failover", bench.failover, (args.kill_fraction,)),
             ]
-            for enabled, name, fn, fn_args in plan:
-                if enabled:
-                    bench.run_phase(name, fn, *fn_args)
+            try:
+                for enabled, name, fn, fn_args in plan:
+                    if enabled:
+                        bench.run_phase(name, fn, *fn_args)
+            except KeyboardInterrupt:
+                bench.errors["interrupted"] = "KeyboardInterrupt: the remaining phases did not run"
             bench.results.pop("stop", None)
     finally:
         if bench:

@@ -205,9 +205,9 @@ class Elector:
                 self.namespace, self.name, record.resource_version, self._spec(stamp, acquire, transitions))
         self.clock.renewed(sent_at)
         if not self.elected:
-            self.elected = True
             log.info("leader election: acquired lease %s/%s (%s)", self.namespace, self.name, step.value)
-            await self.on_elected()
+            await self.on_elected()  # if it fails (say, reading custody), the next renewal tries it again
+            self.elected = True
 
     def _spec(self, renew: str, acquire: str | None, transitions: int) -> dict:
         spec = {

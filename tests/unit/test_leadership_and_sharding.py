@@ -256,3 +256,29 @@ def test_token_events_outside_the_shard_are_dropped_and_relabelling_moves_a_toke
     assert rt.tokens == {} and forgotten == [("ns", "mine")] and rt.index.using_secret("ns", "mine-out") == []
     handlers.on_token(ctx, "MODIFIED", body("theirs", "a", "4"))  # and one comes in
     assert set(rt.tokens) == {("ns", "theirs")} and scheduled[-1] == ("ns", "theirs")
+
+
+def test_a_failed_start_of_leading_is_tried_again_on_the_next_renewal(run):
+    """E.g. the custody Secret could not be read the moment the lease was won: the replica must not hold
+    the lease without working."""
+    from kubernetes.client import ApiException
+
+    fast = LeaseTimings(duration=1.0, renew_deadline=0.6, retry_period=0.05)
+
+    async def main():
+        leases, tries = FakeLeases(), []
+
+        async def elected():
+            tries.append(1)
+            if len(tries) == 1:
+                raise ApiException(status=503)
+
+        async def lost():
+            pass
+        a = Elector(leases, "ns", "lease", fast, elected, lost, me="a")
+        a.start()
+        await until(lambda: a.elected)
+        await a.stop(release=False)
+        return len(tries)
+
+    assert run(main()) == 2
