@@ -622,7 +622,9 @@ def phase_report(before: Counters, after: Counters, refreshes: int) -> dict:
     per = (lambda x: round(x / refreshes, 2)) if refreshes else (lambda x: None)
     writes = diff(after.writes, before.writes)
     reads = diff(after.apiserver, before.apiserver)
-    op_reads = {k: v for k, v in reads.items() if k.startswith("GET ") and k not in ("GET ", "GET leases")}
+    # resource GETs only: not Lease GETs (leader election) nor discovery (/api, /apis)
+    op_reads = {k: v for k, v in reads.items()
+                if k.startswith("GET ") and k not in ("GET ", "GET leases") and not k.startswith("GET /")}
     recs = after.reconciles - before.reconciles
     return {
         "refreshes": refreshes,
