@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PHASES = {"cold_start", "round", "probe", "restart", "create", "fanout", "lateness", "raw_writes", "failover"}
 
 
