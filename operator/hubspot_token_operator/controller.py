@@ -31,6 +31,13 @@ MAX_SLEEP = timedelta(hours=1)  # look again at least hourly, to catch anything 
 
 
 async def reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
+    try:
+        return await _reconcile(rt, key)
+    finally:
+        rt.limiter.release(key)  # a rate-limit ticket this reconcile did not use is not kept for later
+
+
+async def _reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
     body = rt.tokens.get(key)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None

@@ -32,7 +32,7 @@ def on_token(ctx: OperatorContext, event_type: str | None, body: dict) -> None:
     if event_type == "DELETED" or not in_shard(rt.selector, md.get("labels")):
         if rt.tokens.pop(key, None) is not None:  # deleted, or relabelled out of this shard
             ctx.queue.forget(key)
-        rt.index.drop(*key)
+            rt.drop(key)
         return
     first = key not in rt.tokens
     if rt.remember(body):  # not the echo of our own status write
@@ -58,8 +58,9 @@ async def token_event(event, body, **_):
 
 
 @kopf.on.event("", "v1", "secrets")
-async def secret_event(event, namespace, name, meta, **_):
+async def secret_event(event, body, namespace, name, meta, **_):
     ctx: OperatorContext = current()
+    ctx.runtime.kube.secret_cache.observe(event.get("type"), body)  # reads are served from this (secret_cache.py)
     if event.get("type") not in (None, "DELETED") and ctx.runtime.is_own_echo(namespace, name, meta.get("resourceVersion")):
         return
     for token in ctx.runtime.index.using_secret(namespace, name):

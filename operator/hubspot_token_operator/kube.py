@@ -1,40 +1,46 @@
 """Kubernetes API access: the only module that talks to the API server (besides Kopf's watches).
 
-The official client is synchronous; calls run in a thread pool so the event loop keeps serving watches.
-Errors surface as `kubernetes.client.ApiException`; callers decide what a 404 or 409 means.
+Asynchronous (kubernetes_asyncio, on aiohttp like Kopf itself): no call costs a thread hop, and every
+call has a deadline, so a hung API server fails the call (and the reconcile backs off) instead of holding
+a worker. Responses are read as plain JSON (no model objects); errors surface as
+`kubernetes.client.ApiException` with the HTTP status, whatever went wrong (refused, reset, timed out):
+callers decide what a 404 or 409 means, and handle one kind of failure.
+
+Reads of the Secrets tokens use go through `secret_cache` (secret_cache.SecretCache, fed by the Secret
+watch); every Secret write updates it from the server's answer. `get_secret` is a fresh GET, for the
+few reads that must see the server's latest (custody, the operator's own Secrets).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import os
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import partial
 from typing import Any
 
-import urllib3
-from kubernetes import client, config
+import aiohttp
 from kubernetes.client import ApiException
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException as AsyncApiException
 
 from . import GROUP, KIND, PLURAL, VERSION
 from .leadership import LeaseRecord
 from .metrics import KUBE_WRITES
+from .secret_cache import SecretCache, view_from_body
 
 log = logging.getLogger(__name__)
 
-_executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kube")
-# Lease renewals get their own thread: a queue of reconcile calls must never delay a renewal past its deadline.
-_lease_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kube-lease")
-
-# Every call has a deadline: (connect, read) seconds for urllib3, and an overall bound on the await, so a
-# black-holed API server fails the call (and the reconcile backs off) instead of holding a worker forever.
+# Every call has a deadline: (connect, read) seconds for aiohttp, and an overall bound on the await, so a
+# black-holed API server fails the call instead of holding a worker forever.
 REQUEST_TIMEOUT = (5.0, 20.0)
 CALL_DEADLINE = 30.0
+LEASE_TIMEOUT = (2.0, 4.0)
+MERGE_PATCH = "application/merge-patch+json"  # custom resources take no strategic merge patch
 
 
 @dataclass
@@ -65,80 +71,109 @@ class SecretView:
         return value or None
 
 
-def _decode(secret: client.V1Secret) -> SecretView:
-    md = secret.metadata
-    return SecretView(
-        name=md.name,
-        namespace=md.namespace,
-        data={k: base64.b64decode(v) for k, v in (secret.data or {}).items()},
-        resource_version=md.resource_version,
-        labels=dict(md.labels or {}),
-        annotations=dict(md.annotations or {}),
-        owner_refs=[
-            {"apiVersion": o.api_version, "kind": o.kind, "name": o.name, "uid": o.uid,
-             "controller": o.controller, "blockOwnerDeletion": o.block_owner_deletion}
-            for o in (md.owner_references or [])
-        ],
-        type=secret.type or "Opaque",
-    )
-
-
 def _encode(data: dict[str, bytes]) -> dict[str, str]:
     return {k: base64.b64encode(v).decode() for k, v in data.items()}
 
 
+def _api_error(status: int, reason: str, body: str | None = None) -> ApiException:
+    e = ApiException(status=status, reason=reason)
+    e.body = body
+    return e
+
+
 class Kube:
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, lease_client: client.ApiClient | None = None) -> None:
         self.api = api_client
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
-        self.coordination = client.CoordinationV1Api(api_client)
+        # Lease renewals get their own connection pool: a queue of reconcile calls must never delay a
+        # renewal past its deadline.
+        self._lease_api = lease_client or api_client
+        self.coordination = client.CoordinationV1Api(self._lease_api)
+        self.secret_cache = SecretCache(self.get_secret)
 
     @classmethod
-    def from_environment(cls) -> "Kube":
-        try:
-            config.load_incluster_config()
-            cfg = client.Configuration.get_default_copy()
-        except config.ConfigException:
+    async def from_environment(cls) -> "Kube":
+        cfgs = []
+        for pool in (32, 2):
             cfg = client.Configuration()
-            config.load_kube_config(client_configuration=cfg)
-        cfg.connection_pool_maxsize = 32
-        return cls(client.ApiClient(cfg))
+            try:
+                config.load_incluster_config(client_configuration=cfg)
+            except config.ConfigException:
+                await config.load_kube_config(client_configuration=cfg)
+            cfg.connection_pool_maxsize = pool
+            cfgs.append(cfg)
+        return cls(client.ApiClient(cfgs[0]), client.ApiClient(cfgs[1]))
 
-    async def _run(self, fn, *args, _pool: ThreadPoolExecutor = _executor, **kwargs) -> Any:
-        loop = asyncio.get_running_loop()
-        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
-        fut = loop.run_in_executor(_pool, partial(fn, *args, **kwargs))
+    async def close(self) -> None:
+        for api in {id(self.api): self.api, id(self._lease_api): self._lease_api}.values():
+            await api.close()
+
+    async def _run(self, fn, *args, timeout=REQUEST_TIMEOUT, **kwargs) -> Any:
+        """One API call under a deadline; the answer as JSON (a dict), or ApiException."""
+
+        async def call() -> Any:
+            resp = await fn(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
+            try:
+                raw = await resp.read()
+            finally:
+                resp.release()
+            if not 200 <= resp.status <= 299:
+                raise _api_error(resp.status, resp.reason or "", raw.decode("utf-8", errors="replace"))
+            return json.loads(raw) if raw else {}
+
         try:
-            return await asyncio.wait_for(fut, CALL_DEADLINE)
+            return await asyncio.wait_for(call(), CALL_DEADLINE)
+        except ApiException:
+            raise
+        except AsyncApiException as e:
+            raise _api_error(e.status or 0, e.reason or "", e.body if isinstance(e.body, str) else None) from None
         except asyncio.TimeoutError:
-            raise ApiException(status=504, reason="Kubernetes API call exceeded its deadline") from None
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            # Timeouts, resets and refused connections become API errors too: every caller handles one
-            # kind of failure (and a custody write-back never loses a token to an unexpected exception).
-            raise ApiException(status=503, reason=f"Kubernetes API unreachable ({type(e).__name__})") from None
+            raise _api_error(504, "Kubernetes API call exceeded its deadline") from None
+        except (aiohttp.ClientError, OSError, ValueError) as e:
+            # Timeouts, resets, refused connections and garbled answers become API errors too: every
+            # caller handles one kind of failure (and a custody write-back never loses a token to an
+            # unexpected exception).
+            raise _api_error(503, f"Kubernetes API unreachable ({type(e).__name__})") from None
 
     # ---- Secrets -----------------------------------------------------------------------------------
 
     async def get_secret(self, namespace: str, name: str) -> SecretView | None:
+        """A fresh GET (None when absent). Reconciles read through `read_secret` instead."""
         try:
-            return _decode(await self._run(self.core.read_namespaced_secret, name, namespace))
+            return view_from_body(await self._run(self.core.read_namespaced_secret, name, namespace))
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
 
+    async def read_secret(self, namespace: str, name: str) -> SecretView | None:
+        """A Secret some token uses, from the watch-fed cache (one GET the first time it is asked for)."""
+        return await self.secret_cache.get(namespace, name)
+
     async def create_secret(self, namespace: str, body: dict) -> SecretView:
-        body = dict(body, data=_encode(body["data"]))
-        KUBE_WRITES.labels(kind="secret").inc()
-        return _decode(await self._run(self.core.create_namespaced_secret, namespace, body))
+        return await self._write_secret(namespace, body["metadata"]["name"], body, create=True)
 
     async def replace_secret(self, namespace: str, name: str, body: dict) -> SecretView:
         """Replace guarded by resourceVersion (in body.metadata): a concurrent writer causes a 409."""
+        return await self._write_secret(namespace, name, body, create=False)
+
+    async def _write_secret(self, namespace: str, name: str, body: dict, create: bool) -> SecretView:
         body = dict(body, data=_encode(body["data"]))
         KUBE_WRITES.labels(kind="secret").inc()
-        return _decode(await self._run(self.core.replace_namespaced_secret, name, namespace, body))
+        try:
+            if create:
+                raw = await self._run(self.core.create_namespaced_secret, namespace, body)
+            else:
+                raw = await self._run(self.core.replace_namespaced_secret, name, namespace, body)
+        except ApiException as e:
+            if e.status == 409:  # someone else wrote it (or created it) since we read: read it fresh next
+                self.secret_cache.invalidate(namespace, name)
+            raise
+        view = view_from_body(raw)
+        self.secret_cache.wrote(view)
+        return view
 
     # ---- HubSpotToken --------------------------------------------------------------------------------
 
@@ -146,7 +181,7 @@ class Kube:
         KUBE_WRITES.labels(kind="status").inc()
         return await self._run(
             self.custom.patch_namespaced_custom_object_status,
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE_PATCH,
         )
 
     # ---- Events --------------------------------------------------------------------------------------
@@ -154,27 +189,25 @@ class Kube:
     async def post_event(self, body: dict, type_: str, reason: str, message: str) -> None:
         """Posts a core/v1 Event about a HubSpotToken. Failures are logged, never raised."""
         md = body.get("metadata", {})
-        now = datetime.now(timezone.utc)
-        event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{md.get('name', 'hst')}.", namespace=md.get("namespace")),
-            involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}",
-                kind=KIND,
-                name=md.get("name"),
-                namespace=md.get("namespace"),
-                uid=md.get("uid"),
-                resource_version=md.get("resourceVersion"),
-            ),
-            reason=reason,
-            message=message[:1024],
-            type=type_,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=client.V1EventSource(component="hubspot-token-operator", host=_HOST),
-            reporting_component="hubspot-token-operator",
-            reporting_instance=_HOST,
-        )
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{md.get('name', 'hst')}.", "namespace": md.get("namespace")},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": md.get("name"),
+                "namespace": md.get("namespace"), "uid": md.get("uid"), "resourceVersion": md.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type_,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": "hubspot-token-operator", "host": _HOST},
+            "reportingComponent": "hubspot-token-operator",
+            "reportingInstance": _HOST,
+        }
         try:
             KUBE_WRITES.labels(kind="event").inc()
             await self._run(self.core.create_namespaced_event, md.get("namespace"), event)
@@ -187,35 +220,31 @@ class Kube:
 
     async def get_lease(self, namespace: str, name: str):
         try:
-            lease = await self._run(self.coordination.read_namespaced_lease, name, namespace, _pool=_lease_executor,
-                                   _request_timeout=(2.0, 4.0))
+            lease = await self._run(self.coordination.read_namespaced_lease, name, namespace, timeout=LEASE_TIMEOUT)
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
-        spec = lease.spec
-        renew = spec.renew_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if spec.renew_time else None
+        spec = lease.get("spec") or {}
         return LeaseRecord(
-            holder=spec.holder_identity or None,
-            duration_seconds=int(spec.lease_duration_seconds or 0),
-            renew_time=renew,
-            transitions=int(spec.lease_transitions or 0),
-            resource_version=lease.metadata.resource_version,
+            holder=spec.get("holderIdentity") or None,
+            duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
+            renew_time=_micro_time(spec.get("renewTime")),
+            transitions=int(spec.get("leaseTransitions") or 0),
+            resource_version=lease["metadata"].get("resourceVersion"),
         )
 
     async def create_lease(self, namespace: str, name: str, spec: dict) -> None:
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": name, "namespace": namespace}, "spec": spec}
-        await self._run(self.coordination.create_namespaced_lease, namespace, body, _pool=_lease_executor,
-                        _request_timeout=(2.0, 4.0))
+        await self._run(self.coordination.create_namespaced_lease, namespace, body, timeout=LEASE_TIMEOUT)
 
     async def replace_lease(self, namespace: str, name: str, resource_version: str | None, spec: dict) -> None:
         """Guarded by resourceVersion: if another replica wrote the lease since we read it, 409."""
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
                 "spec": spec}
-        await self._run(self.coordination.replace_namespaced_lease, name, namespace, body, _pool=_lease_executor,
-                        _request_timeout=(2.0, 4.0))
+        await self._run(self.coordination.replace_namespaced_lease, name, namespace, body, timeout=LEASE_TIMEOUT)
 
     # ---- workloads (rollout restarts) ---------------------------------------------------------------
 
@@ -230,8 +259,7 @@ class Kube:
                 "StatefulSet": self.apps.read_namespaced_stateful_set,
                 "DaemonSet": self.apps.read_namespaced_daemon_set,
             }[kind]
-            obj = await self._run(fn, name, namespace)
-            return self.api.sanitize_for_serialization(obj)
+            return await self._run(fn, name, namespace)
         except ApiException as e:
             if e.status == 404:
                 return None
@@ -250,7 +278,7 @@ class Kube:
                 "DaemonSet": self.apps.list_namespaced_daemon_set,
             }[kind]
             res = await self._run(fn, namespace)
-            items = self.api.sanitize_for_serialization(res).get("items", [])
+            items = res.get("items", [])
             for item in items:
                 item.setdefault("kind", kind)
             return items
@@ -263,7 +291,8 @@ class Kube:
         KUBE_WRITES.labels(kind="workload").inc()
         if kind == "Rollout":
             await self._run(
-                self.custom.patch_namespaced_custom_object, "argoproj.io", "v1alpha1", namespace, "rollouts", name, patch
+                self.custom.patch_namespaced_custom_object, "argoproj.io", "v1alpha1", namespace, "rollouts", name, patch,
+                _content_type=MERGE_PATCH,
             )
             return
         fn = {
@@ -272,6 +301,14 @@ class Kube:
             "DaemonSet": self.apps.patch_namespaced_daemon_set,
         }[kind]
         await self._run(fn, name, namespace, patch)
+
+
+def _micro_time(value: str | None) -> str | None:
+    """A Lease's MicroTime as the elector compares it: always with six fractional digits."""
+    if not value:
+        return None
+    stamp = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 _HOST = os.environ.get("POD_NAME") or socket.gethostname()

@@ -56,9 +56,9 @@ async def gather_inputs(rt: Runtime, namespace: str, spec: TokenSpec, token: str
     missing: list[str] = []
     cs_ref, rt_ref = oauth.client_secret_ref, oauth.refresh_token_secret_ref
     client_id = client_secret = refresh_token = None
-    cs = await rt.kube.get_secret(namespace, cs_ref.name)
-    rs = cs if rt_ref.name == cs_ref.name else await rt.kube.get_secret(namespace, rt_ref.name)
-    target = await rt.kube.get_secret(namespace, spec.target.name)
+    cs = await rt.kube.read_secret(namespace, cs_ref.name)
+    rs = cs if rt_ref.name == cs_ref.name else await rt.kube.read_secret(namespace, rt_ref.name)
+    target = await rt.kube.read_secret(namespace, spec.target.name)
     if rt.settings.tenancy == "consent":
         for secret in (cs, rs):  # no value is taken from a Secret that has not consented
             refusal = secret and tenancy.input_refusal("Secret", secret.name, secret.labels, secret.annotations, token)

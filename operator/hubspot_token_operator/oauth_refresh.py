@@ -44,9 +44,10 @@ async def refresh(rt: Runtime, rec: Recorder, snap: Snapshot, v: Verdict) -> dat
         result = sibling_result(rt, snap)
         wb: WriteBack | None = None
         if result is None:
-            wait = rt.limiter.reserve(inp.client_id or "", snap.key)
+            rt.apps[snap.key] = inp.client_id or ""  # lets the queue's gate pace this token next time
+            wait = rt.limiter.take(inp.client_id or "", snap.key)
             if wait > 0:
-                rec.hold()  # paced: nothing to record yet; come back for the booked slot
+                rec.hold()  # paced: nothing to record yet; come back at the slot and ask again
                 return now + timedelta(seconds=wait)
             got = await rt.critical(exchange(rt, snap))
             if isinstance(got, Failure):

@@ -40,10 +40,11 @@ class OperatorContext:
         self.started = False  # leading: the work queue runs
 
     async def start(self) -> None:
-        kube = Kube.from_environment()
+        kube = await Kube.from_environment()
         fps = await load_fingerprinter(kube, self.settings)
         self.runtime = Runtime(settings=self.settings, kube=kube, clock=self.clock, fingerprints=fps)
-        self.queue = WorkQueue(self.clock, self._reconcile, workers=self.settings.workers)
+        self.queue = WorkQueue(self.clock, self._reconcile, workers=self.settings.workers,
+                               gate=self.runtime.refresh_gate)
         if self.settings.time_source == "simulator":
             self._tasks.append(asyncio.create_task(follow_simulator(self.clock, self.settings.hubspot_base_url)))
         if self.settings.metrics_port:
@@ -125,6 +126,7 @@ class OperatorContext:
             await self._health.cleanup()
         if self.runtime:
             await self.runtime.close()
+            await self.runtime.kube.close()
         if self._collector:
             REGISTRY.unregister(self._collector)
 

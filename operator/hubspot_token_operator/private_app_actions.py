@@ -57,13 +57,13 @@ def values_for(spec: TokenSpec, token: str, previous: str | None, hub_id: int | 
 async def gather(rt: Runtime, body: dict, spec: TokenSpec, st: TokenStatus) -> PASnapshot:
     ns, now, keys = body["metadata"]["namespace"], rt.clock.now(), spec.target.keys
     ref = spec.private_app.token_secret_ref
-    source = await rt.kube.get_secret(ns, ref.name)
+    source = await rt.kube.read_secret(ns, ref.name)
     refused = None
     if source is not None and rt.settings.tenancy == "consent":
         r = tenancy.input_refusal("Secret", source.name, source.labels, source.annotations, body["metadata"]["name"])
         refused = r.message if r else None
     candidate = source.text(ref.key) if source and not refused else None
-    target = await rt.kube.get_secret(ns, spec.target.name)
+    target = await rt.kube.read_secret(ns, spec.target.name)
     in_target = (target.text(keys.token), target.text(keys.previous_token)) if target else (None, None)
     fps, pa = rt.fingerprints, st.private_app
     published = _find(fps, st.token_fingerprint, candidate, *in_target, rt.held.get(st.token_fingerprint))
@@ -226,7 +226,7 @@ def _age(rec: Recorder, o: PAObserved, m) -> None:
 
 async def rebase(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpec) -> datetime:
     """The fingerprint key was lost or replaced: fingerprint what the target holds now, as published."""
-    target = await rt.kube.get_secret(body["metadata"]["namespace"], spec.target.name)
+    target = await rt.kube.read_secret(body["metadata"]["namespace"], spec.target.name)
     keys, fps = spec.target.keys, rt.fingerprints
     token = target.text(keys.token) if target else None
     previous = target.text(keys.previous_token) if target else None

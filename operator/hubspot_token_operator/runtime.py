@@ -7,6 +7,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from kubernetes.client import ApiException
 
@@ -31,35 +32,56 @@ FINGERPRINT_KEY = "key"
 
 
 class AppRateLimiter:
-    """Spreads refreshes per HubSpot app (client id): a token bucket, so a burst of due tokens after an
-    outage or a restart is paced instead of hitting HubSpot's per-app limit all at once.
+    """Spreads refreshes per HubSpot app (client id), so a burst of due tokens after an outage or a restart
+    is paced instead of hitting HubSpot's per-app limit all at once.
 
-    It never makes a worker wait: `reserve` either grants a slot now (0.0) or books one in the future and
-    returns how long until then; the caller requeues the token for that time and gets the booked slot
-    when it comes back. Workers stay free for other work (Secret restores, other apps) meanwhile.
+    A true token bucket: a HubSpot call happens only after one unit of capacity was spent for it, at that
+    moment, so in any window of T seconds an app sees at most `burst + rate * T` calls, however late or
+    bunched the callers come back. Nothing waits inside a worker: a caller without capacity is told when
+    to come back (each one its own slot, `1/rate` apart, so they do not return all at once) and tries again
+    then, for real.
+
+    The work queue's gate (`Runtime.refresh_gate`) spends the capacity before a worker is taken (a
+    *ticket*), so a paced token waits in the queue and is reconciled once, at its slot.
     """
 
     def __init__(self, rate: float, burst: int = 10) -> None:
         self.rate, self.burst = rate, burst
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._booked: dict[object, float] = {}  # caller key -> monotonic time of its booked slot
+        self._buckets: dict[str, tuple[float, float]] = {}  # app -> (capacity, monotonic time of reading)
+        self._next_slot: dict[str, float] = {}  # app -> the next come-back time handed out
+        self._tickets: dict[object, str] = {}  # caller -> app whose capacity the gate spent for it
 
-    def reserve(self, app_key: str, caller: object, now: float | None = None) -> float:
-        now = time.monotonic() if now is None else now
-        booked = self._booked.get(caller)
-        if booked is not None:
-            if booked <= now:
-                del self._booked[caller]
-                return 0.0
-            return booked - now
-        tokens, last = self._buckets.get(app_key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate) - 1
-        self._buckets[app_key] = (tokens, now)
-        if tokens >= 0:
+    def take(self, app: str, caller: object, now: float | None = None) -> float:
+        """Spends one call of `app`'s capacity for `caller` (or the ticket the gate took for it). Returns 0.0
+        (call now) or the seconds after which to come back and ask again."""
+        if self._tickets.pop(caller, None) == app:
             return 0.0
-        wait = -tokens / self.rate
-        self._booked[caller] = now + wait
+        return self._spend(app, time.monotonic() if now is None else now)
+
+    def ticket(self, app: str, caller: object, now: float | None = None) -> float:
+        """The gate's question before a worker is spent on a token due to refresh: takes a ticket (0.0), or
+        says when to come back."""
+        if self._tickets.get(caller) == app:
+            return 0.0
+        wait = self._spend(app, time.monotonic() if now is None else now)
+        if wait == 0.0:
+            self._tickets[caller] = app
         return wait
+
+    def release(self, caller: object) -> None:
+        """A reconcile that did not call HubSpot gives its ticket up (spent capacity is never used late)."""
+        self._tickets.pop(caller, None)
+
+    def _spend(self, app: str, now: float) -> float:
+        capacity, last = self._buckets.get(app, (float(self.burst), now))
+        capacity = min(float(self.burst), capacity + (now - last) * self.rate)
+        if capacity >= 1.0:
+            self._buckets[app] = (capacity - 1.0, now)
+            return 0.0
+        self._buckets[app] = (capacity, now)
+        slot = max(now + (1.0 - capacity) / self.rate, self._next_slot.get(app, 0.0))
+        self._next_slot[app] = slot + 1.0 / self.rate
+        return slot - now
 
 
 @dataclass
@@ -84,12 +106,16 @@ class Runtime:
     index: TokenIndex = field(default_factory=TokenIndex)  # which tokens use which Secret, per namespace
     selector: LabelSelector | None = None  # this release's shard of HubSpotTokens (None: all)
     leader: LeaderClock | None = None  # None without leader election: this process always leads
+    apps: dict = field(default_factory=dict)  # (namespace, name) -> the HubSpot app (client id) it last used
 
     def __post_init__(self) -> None:
         if self.selector is None and self.settings.token_selector:
             self.selector = parse_selector(self.settings.token_selector)
         if self.limiter is None:
             self.limiter = AppRateLimiter(self.settings.refreshes_per_second_per_app)
+        secrets = getattr(self.kube, "secret_cache", None)
+        if secrets is not None:  # the Secret cache keeps only what some token of this shard uses
+            secrets.wanted = lambda ns, name: bool(self.index.using_secret(ns, name))
         if self.custody is None:
             self.custody = Custody(self.kube, self.fingerprints, self.settings.operator_namespace,
                                    self.settings.custody_secret)
@@ -145,6 +171,30 @@ class Runtime:
         return first_look(self.clock.now(), parse_status(status).next_refresh_at,
                           cond.is_true(status.get("conditions"), cond.READY), body["metadata"].get("uid") or "")
 
+    def refresh_gate(self, key) -> "datetime | None":
+        """The work queue's gate: a token whose refresh time has come, for an app with no capacity left
+        now, waits in the queue for its slot instead of taking a worker (AppRateLimiter)."""
+        body = self.tokens.get(key)
+        app = self.apps.get(key) or (self._app_from_cache(key[0], body) if body else None)
+        if app is None or body is None:
+            return None  # not known without a read: the refresh itself asks the limiter
+        now = self.clock.now()
+        st = parse_status(body.get("status") or {})
+        if st.next_refresh_at is None or st.next_refresh_at > now:
+            return None
+        sibling = self.grants.latest(st.grant_fingerprint)
+        if sibling is not None and (st.last_refresh_time is None or sibling.issued_at > st.last_refresh_time):
+            return None  # a sibling of the same grant has just refreshed: this one reuses it, no call
+        wait = self.limiter.ticket(app, key)
+        return now + timedelta(seconds=wait) if wait > 0 else None
+
+    def _app_from_cache(self, namespace: str, body: dict) -> str | None:
+        """The client id of an OAuth token's app, if its client Secret is in the Secret cache (no read)."""
+        ref = ((body.get("spec") or {}).get("oauth") or {}).get("clientSecretRef") or {}
+        cache = getattr(self.kube, "secret_cache", None)
+        held = cache.peek(namespace, ref["name"]) if cache is not None and ref.get("name") else None
+        return held.text(ref.get("clientIdKey") or "client_id") if held is not None else None
+
     def _admit(self, deadline: float) -> None:
         if self.leader is not None:
             self.leader.admit(deadline)
@@ -163,6 +213,14 @@ class Runtime:
                 return False
         self.tokens[key] = body
         return True
+
+    def drop(self, key: tuple[str, str]) -> None:
+        """Forgets what was learned from a token that is gone from this shard (deleted or relabelled)."""
+        self.index.drop(*key)
+        self.apps.pop(key, None)
+        secrets = getattr(self.kube, "secret_cache", None)
+        if secrets is not None:
+            secrets.prune(key[0])  # Secrets no token uses any more leave the cache
 
     def is_own_echo(self, namespace: str, name: str, resource_version: str | None) -> bool:
         if resource_version and self.own_writes.get((namespace, name)) == resource_version:

@@ -4,6 +4,12 @@ Each key is processed by at most one worker at a time. Scheduling a key that is 
 the earlier due time; scheduling a key while it is being processed re-runs it afterwards. Due times are
 on the operator's `Clock`, so a jump of simulated time is noticed at once.
 
+Two lanes, so a change never waits behind a round: a key scheduled with no time (`schedule(key)`: a
+watch saw something change, e.g. a deleted Secret to restore) is *urgent* and is taken before any key
+that merely came due, however many of those are waiting. And a `gate` may look at a key that came due
+before a worker is spent on it: it returns None (run it now) or when to come back (e.g. the key's
+HubSpot app has no rate-limit capacity now), so paced keys wait in the heap, not in a reconcile.
+
 Stopping drains: no new work is taken, reconciles in flight get a bounded grace to finish, and only then
 are they cancelled (and a cancel never cuts a critical section: see `Runtime.critical`).
 """
@@ -37,19 +43,25 @@ def describe_error(e: BaseException) -> str:
 
 Key = Hashable
 Handler = Callable[[Key], Awaitable["datetime | None"]]
+Gate = Callable[[Key], "datetime | None"]
+
+URGENT, DUE = 0, 1  # lanes, in the order workers take from them
 
 
 class WorkQueue:
-    def __init__(self, clock: Clock, handler: Handler, workers: int = 8) -> None:
+    def __init__(self, clock: Clock, handler: Handler, workers: int = 8, gate: Gate | None = None) -> None:
         self.clock = clock
         self.handler = handler
         self.workers = workers
+        self.gate = gate
         self._due: dict[Key, datetime] = {}
         self._heap: list[tuple[datetime, int, Key]] = []
         self._seq = itertools.count()
         self._active: dict[Key, float] = {}  # key -> monotonic start of its reconcile
         self._again: dict[Key, datetime] = {}
-        self._ready: asyncio.Queue[Key] = asyncio.Queue()
+        self._urgent: set[Key] = set()  # keys scheduled "now, because something changed"
+        self._ready: asyncio.PriorityQueue[tuple[int, int, Key]] = asyncio.PriorityQueue()
+        self.gated = 0  # keys the gate sent back to wait (a counter, for tests and metrics)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
@@ -62,6 +74,9 @@ class WorkQueue:
         return len(self._due)
 
     def schedule(self, key: Key, at: datetime | None = None) -> None:
+        """Runs `key` at `at`; with no time, now and ahead of keys that merely came due (urgent)."""
+        if at is None:
+            self._urgent.add(key)
         at = at or self.clock.now()
         if key in self._active:
             prev = self._again.get(key)
@@ -77,6 +92,7 @@ class WorkQueue:
     def forget(self, key: Key) -> None:
         self._due.pop(key, None)
         self._again.pop(key, None)
+        self._urgent.discard(key)
 
     def due_at(self, key: Key) -> datetime | None:
         return self._due.get(key)
@@ -120,9 +136,18 @@ class WorkQueue:
                 at, _, key = heapq.heappop(self._heap)
                 if self._due.get(key) != at:
                     continue  # superseded by an earlier schedule, or forgotten
+                urgent = key in self._urgent
+                if not urgent and self.gate is not None:
+                    later = self.gate(key)
+                    if later is not None and later > now:
+                        self.gated += 1
+                        self._due[key] = later
+                        heapq.heappush(self._heap, (later, next(self._seq), key))
+                        continue
                 del self._due[key]
+                self._urgent.discard(key)
                 self._active[key] = time.monotonic()
-                self._ready.put_nowait(key)
+                self._ready.put_nowait((URGENT if urgent else DUE, next(self._seq), key))
             timeout = 1.0
             if self._heap:
                 timeout = min(timeout, max((self._heap[0][0] - now).total_seconds(), 0.0))
@@ -134,7 +159,7 @@ class WorkQueue:
 
     async def _work(self, _: int) -> None:
         while True:
-            key = await self._ready.get()
+            _, _, key = await self._ready.get()
             if self._stopping:  # taken off the heap before the stop: leave it for the next process
                 self._active.pop(key, None)
                 continue

@@ -154,6 +154,10 @@ class FakeKube:
         found = self.secrets.get((namespace, name))
         return copy.deepcopy(found) if found else None
 
+    async def read_secret(self, namespace: str, name: str) -> SecretView | None:
+        """The operator's cached read; the fake answers it like a GET (same faults, same log line)."""
+        return await self.get_secret(namespace, name)
+
     async def create_secret(self, namespace: str, body: dict) -> SecretView:
         name = body["metadata"]["name"]
         await self._enter("create_secret", namespace, name)

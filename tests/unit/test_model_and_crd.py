@@ -206,3 +206,73 @@ def test_workqueue_dedups_keeps_earliest_and_reruns_after_processing():
 
     seen = asyncio.run(scenario())
     assert seen.count("a") == 2 and seen.count("b") == 1 and seen.count("c") == 1
+
+
+def test_workqueue_takes_an_urgent_key_before_a_round_of_due_ones():
+    """Head-of-line: a Secret deleted during a round of 200 due refreshes is restored next, not after them."""
+    async def scenario():
+        clock = Clock()
+        order: list[str] = []
+        gate_open = asyncio.Event()
+
+        async def handler(key):
+            order.append(key)
+            if key == "due-0":
+                await gate_open.wait()  # the only worker is busy while the round and the change arrive
+            return None
+
+        q = WorkQueue(clock, handler, workers=1)
+        await q.start()
+        q.schedule("due-0", clock.now())
+        await asyncio.sleep(0.05)
+        for i in range(1, 200):
+            q.schedule(f"due-{i}", clock.now())
+        await asyncio.sleep(0.05)  # all 199 came due and are waiting for the worker
+        q.schedule("restore")  # a watch saw a change: no time given
+        await asyncio.sleep(0.05)
+        gate_open.set()
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if len(order) == 201:
+                break
+        await q.stop()
+        return order
+
+    order = asyncio.run(scenario())
+    assert order[1] == "restore", order[:5]
+    assert len(order) == 201
+
+
+def test_workqueue_gate_parks_a_due_key_without_spending_a_reconcile():
+    async def scenario():
+        clock = Clock()
+        runs: list[tuple[str, float]] = []
+        asked: list[str] = []
+        start = clock.now()
+
+        def gate(key):
+            asked.append(key)
+            if key == "paced" and asked.count("paced") == 1:
+                return clock.now() + timedelta(seconds=0.3)  # no capacity now: come back at the slot
+            return None
+
+        async def handler(key):
+            runs.append((key, (clock.now() - start).total_seconds()))
+            return None
+
+        q = WorkQueue(clock, handler, workers=2, gate=gate)
+        await q.start()
+        q.schedule("paced", clock.now())
+        q.schedule("free", clock.now())
+        q.schedule("changed")  # urgent keys skip the gate: a change is looked at now
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if len(runs) == 3:
+                break
+        await q.stop()
+        return runs, asked, q.gated
+
+    runs, asked, gated = asyncio.run(scenario())
+    assert [k for k, _ in runs].count("paced") == 1  # reconciled once, at its slot
+    assert dict(runs)["paced"] >= 0.29
+    assert "changed" not in asked and gated == 1

@@ -106,12 +106,13 @@ def test_queue_reports_overdue_and_longest_running(run):
 
 
 def test_a_black_holed_api_server_fails_the_call_instead_of_hanging(run, monkeypatch):
-    """A listener that accepts and never answers (a partition without resets): the call must end."""
+    """A listener that accepts and never answers (a partition without resets): the call must end, as an
+    ApiException (the one kind of failure callers handle), for reads and writes alike."""
     import socket
+    import time
 
-    import pytest
-    from kubernetes import client
     from kubernetes.client import ApiException
+    from kubernetes_asyncio import client
 
     from hubspot_token_operator import kube
 
@@ -120,16 +121,58 @@ def test_a_black_holed_api_server_fails_the_call_instead_of_hanging(run, monkeyp
     hole = socket.socket()
     hole.bind(("127.0.0.1", 0))
     hole.listen(8)
-    try:
+
+    async def main():
         cfg = client.Configuration()
         cfg.host = f"http://127.0.0.1:{hole.getsockname()[1]}"
         k = kube.Kube(client.ApiClient(cfg))
-        with pytest.raises(ApiException):
-            run(k.get_secret("ns", "s"), timeout=10)
-        with pytest.raises(ApiException):
-            run(k.patch_status("ns", "t", {"x": 1}), timeout=10)
+        outcomes = []
+        try:
+            for call in (k.get_secret("ns", "s"), k.patch_status("ns", "t", {"x": 1}),
+                         k.create_secret("ns", {"metadata": {"name": "s"}, "data": {"k": b"v"}})):
+                started = time.monotonic()
+                try:
+                    await call
+                    outcomes.append(("answered", 0.0))
+                except ApiException as e:
+                    outcomes.append((e.status, time.monotonic() - started))
+        finally:
+            await k.close()
+        return outcomes
+
+    try:
+        outcomes = run(main(), timeout=20)
     finally:
         hole.close()
+    assert all(status in (503, 504) for status, _ in outcomes), outcomes  # unreachable, or past its deadline
+    assert all(took < 3.0 for _, took in outcomes), outcomes
+
+
+def test_a_refused_connection_is_an_api_error_too(run):
+    import socket
+
+    from kubernetes.client import ApiException
+    from kubernetes_asyncio import client
+
+    from hubspot_token_operator import kube
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+
+    async def main():
+        cfg = client.Configuration()
+        cfg.host = f"http://127.0.0.1:{port}"
+        k = kube.Kube(client.ApiClient(cfg))
+        try:
+            await k.get_lease("ns", "l")
+        except ApiException as e:
+            return e.status
+        finally:
+            await k.close()
+
+    assert run(main(), timeout=10) == 503
 
 
 def test_operator_stop_drains_the_queue_even_when_no_key_is_waiting(run):

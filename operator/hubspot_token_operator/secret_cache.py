@@ -1,0 +1,120 @@
+"""The Secrets HubSpotTokens use, as last seen: reads without a GET per reconcile.
+
+The operator already watches Secrets (a change wakes the tokens that use it, controller.py). This cache
+keeps what that watch delivers, but only for Secrets some token in this shard reads or writes (the
+token index says which), so its memory follows the number of tokens, not the number of Secrets in the
+cluster. Every read of such a Secret is then answered from memory; a miss (a Secret not seen yet, e.g.
+referenced by a token created a moment ago) is one GET, remembered.
+
+Never staler than the API server lets it be:
+- our own writes (create/replace, custody write-backs included) are stored from the server's response at
+  once, before their watch echo arrives (kube.Kube does this for every write);
+- a watch event is stored only if it is not older than what is held (resourceVersion), so a late echo
+  cannot undo a newer write;
+- a GET answer is stored only if no watch event for that Secret arrived while it was in flight, so a
+  404 read just before a creation cannot hide the Secret;
+- a write refused with 409 (someone else wrote since) drops the entry: the next read goes to the server.
+Writes are compare-and-swap on resourceVersion, so a stale read costs one retry, never a lost update.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+if TYPE_CHECKING:
+    from .kube import SecretView
+
+Key = tuple[str, str]
+_ABSENT = None
+
+
+def view_from_body(body: dict) -> "SecretView":
+    """A SecretView from a Secret as JSON (a watch event's body, or a raw API response)."""
+    from .kube import SecretView
+
+    md = body.get("metadata") or {}
+    return SecretView(
+        name=md.get("name", ""),
+        namespace=md.get("namespace", ""),
+        data={k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()},
+        resource_version=md.get("resourceVersion", ""),
+        labels=dict(md.get("labels") or {}),
+        annotations=dict(md.get("annotations") or {}),
+        owner_refs=[
+            {"apiVersion": o.get("apiVersion"), "kind": o.get("kind"), "name": o.get("name"), "uid": o.get("uid"),
+             "controller": o.get("controller"), "blockOwnerDeletion": o.get("blockOwnerDeletion")}
+            for o in (md.get("ownerReferences") or [])
+        ],
+        type=body.get("type") or "Opaque",
+    )
+
+
+def _older(rv: str | None, than: str | None) -> bool:
+    if rv and than and rv.isdigit() and than.isdigit():
+        return int(rv) < int(than)
+    return False
+
+
+class SecretCache:
+    def __init__(self, fetch: Callable[[str, str], Awaitable["SecretView | None"]]) -> None:
+        self._fetch = fetch
+        self._entries: dict[Key, "SecretView | None"] = {}  # None: seen deleted / known absent
+        self._events: dict[Key, int] = {}  # watch events seen per Secret (guards GETs racing an event)
+        self.wanted: Callable[[str, str], bool] = lambda ns, name: True
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, namespace: str, name: str) -> "SecretView | None":
+        key = (namespace, name)
+        if key in self._entries:
+            self.hits += 1
+            return self._entries[key]
+        self.misses += 1
+        seen = self._events.get(key, 0)
+        view = await self._fetch(namespace, name)
+        if self._events.get(key, 0) == seen and self.wanted(namespace, name):
+            self._keep(key, view)
+        return view
+
+    def peek(self, namespace: str, name: str) -> "SecretView | None":
+        """What is held, without ever calling the server (None when absent or not held)."""
+        return self._entries.get((namespace, name))
+
+    def observe(self, event_type: str | None, body: dict) -> None:
+        """A watch event for a Secret (type None: from a listing). Kept only if some token uses it."""
+        md = body.get("metadata") or {}
+        key = (md.get("namespace", ""), md.get("name", ""))
+        if key not in self._entries and not self.wanted(*key):
+            return
+        self._events[key] = self._events.get(key, 0) + 1
+        if event_type == "DELETED":
+            self._entries[key] = _ABSENT
+            return
+        self._keep(key, view_from_body(body))
+
+    def wrote(self, view: "SecretView") -> None:
+        """The server's answer to our own write: newer than anything the watch has shown yet."""
+        key = (view.namespace, view.name)
+        if key in self._entries or self.wanted(*key):
+            self._keep(key, view)
+
+    def invalidate(self, namespace: str, name: str) -> None:
+        self._entries.pop((namespace, name), None)
+
+    def prune(self, namespace: str) -> int:
+        """Drops what no token in `namespace` uses any more (after a token was deleted or edited)."""
+        gone = [k for k in self._entries if k[0] == namespace and not self.wanted(*k)]
+        for k in gone:
+            del self._entries[k]
+            self._events.pop(k, None)
+        return len(gone)
+
+    def _keep(self, key: Key, view: "SecretView | None") -> None:
+        held = self._entries.get(key)
+        if view is not None and held is not None and _older(view.resource_version, held.resource_version):
+            return
+        self._entries[key] = view

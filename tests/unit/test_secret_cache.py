@@ -1,0 +1,115 @@
+"""The watch-fed Secret cache: reads without GETs, never staler than the API server lets it be."""
+
+import asyncio
+import base64
+
+from hubspot_token_operator.kube import SecretView
+from hubspot_token_operator.secret_cache import SecretCache, view_from_body
+
+
+def body(name, rv, value=b"v", ns="ns"):
+    return {"metadata": {"name": name, "namespace": ns, "resourceVersion": str(rv), "labels": {"a": "b"},
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "o", "uid": "u1"}]},
+            "type": "Opaque", "data": {"k": base64.b64encode(value).decode()}}
+
+
+class Server:
+    """The API server's answer to a GET, with a hook to let a watch event land while the GET is in flight."""
+
+    def __init__(self):
+        self.objects: dict = {}
+        self.gets = 0
+        self.during_get = None
+
+    async def get(self, ns, name):
+        self.gets += 1
+        answer = self.objects.get((ns, name))
+        if self.during_get:
+            hook, self.during_get = self.during_get, None
+            hook()
+        await asyncio.sleep(0)
+        return view_from_body(answer) if answer else None
+
+
+def make(wanted=lambda ns, name: True):
+    server = Server()
+    cache = SecretCache(server.get)
+    cache.wanted = wanted
+    return server, cache
+
+
+def test_a_watched_secret_is_read_without_a_get():
+    server, cache = make()
+    cache.observe(None, body("s", 5))  # from the listing
+    got = asyncio.run(cache.get("ns", "s"))
+    assert got.text("k") == "v" and got.labels == {"a": "b"} and got.owner_uids == ["u1"]
+    assert server.gets == 0 and cache.hits == 1
+
+
+def test_a_miss_is_one_get_then_remembered():
+    server, cache = make()
+    server.objects[("ns", "s")] = body("s", 3)
+
+    async def twice():
+        return await cache.get("ns", "s"), await cache.get("ns", "s")
+
+    a, b = asyncio.run(twice())
+    assert a.resource_version == b.resource_version == "3" and server.gets == 1
+
+
+def test_an_absent_secret_is_remembered_absent_until_the_watch_shows_it():
+    server, cache = make()
+
+    async def scenario():
+        assert await cache.get("ns", "s") is None
+        assert await cache.get("ns", "s") is None
+        cache.observe("ADDED", body("s", 9))
+        return await cache.get("ns", "s")
+
+    assert asyncio.run(scenario()).resource_version == "9" and server.gets == 1
+
+
+def test_a_get_racing_a_creation_event_does_not_hide_the_secret():
+    server, cache = make()
+    # the GET was answered 404 before the Secret existed, but the creation event lands before the answer
+    server.during_get = lambda: cache.observe("ADDED", body("s", 11))
+    assert asyncio.run(cache.get("ns", "s")) is None  # that read saw the old world...
+    assert asyncio.run(cache.get("ns", "s")).resource_version == "11"  # ...the cache does not keep it
+
+
+def test_our_write_is_kept_and_its_late_echo_or_an_older_event_does_not_undo_it():
+    _, cache = make()
+    cache.observe(None, body("s", 5, b"old"))
+    cache.wrote(view_from_body(body("s", 8, b"new")))
+    cache.observe("MODIFIED", body("s", 7, b"between"))  # an older event arriving late
+    assert asyncio.run(cache.get("ns", "s")).text("k") == "new"
+    cache.observe("MODIFIED", body("s", 8, b"new"))  # the echo
+    cache.observe("MODIFIED", body("s", 12, b"user"))  # someone else, later
+    assert asyncio.run(cache.get("ns", "s")).text("k") == "user"
+
+
+def test_deletion_and_invalidation():
+    server, cache = make()
+    cache.observe(None, body("s", 5))
+    cache.observe("DELETED", body("s", 6))
+    assert asyncio.run(cache.get("ns", "s")) is None and server.gets == 0
+    cache.observe("ADDED", body("s", 7))
+    cache.invalidate("ns", "s")  # a write was refused with 409: read fresh next time
+    server.objects[("ns", "s")] = body("s", 10)
+    assert asyncio.run(cache.get("ns", "s")).resource_version == "10" and server.gets == 1
+
+
+def test_only_secrets_some_token_uses_are_kept():
+    used = {("ns", "used")}
+    server, cache = make(lambda ns, name: (ns, name) in used)
+    for i in range(1000):
+        cache.observe(None, body(f"unrelated-{i}", i))
+    cache.observe(None, body("used", 1))
+    assert len(cache) == 1
+    used.clear()  # the token that used it was deleted
+    assert cache.prune("ns") == 1 and len(cache) == 0
+
+
+def test_secret_view_never_prints_values():
+    v = SecretView("s", "ns", {"token": b"pat-na1-secret"}, "1")
+    assert "pat-na1" not in repr(v)
