@@ -16,6 +16,8 @@ each is one method of `Bench` and can be switched off (``--no-<phase>``):
    restoration, against the same restoration when the operator is idle (head-of-line blocking).
 4. restart: SIGTERM the operator, start it again with every token published and none due; time until it
    has reconciled every token, HubSpot token calls and Kubernetes writes in the next ``--herd-seconds``.
+4b. unrelated: ``--unrelated-secrets`` Secrets that no token uses (4 KiB each, default N) are created
+   while the operator runs; its RSS, the Secret cache's size and the reconciles they caused (expect 0).
 5. create: ``--create-tokens`` new tokens created while the operator runs, at ``--create-rate`` per second
    (0: as fast as 8 threads go); create -> target Secret p50/p99.
 6. fanout: ``--fanout-tokens`` tokens sharing ``--fanout-grants`` installs; HubSpot calls per refresh.
@@ -35,7 +37,7 @@ Tokens are spread over HubSpot apps, ``--tokens-per-app`` per app (one install e
 token bucket (``--app-refresh-rate``, 8/s by default) does not hide what the operator itself can do.
 
     .venv/bin/python bench/operator_scale.py [--tokens 200] [--tokens-per-app 25] [--create-rate 100]
-        [--no-round] [--no-probe] [--no-restart] [--no-create] [--no-fanout] [--no-lateness]
+        [--no-round] [--no-probe] [--no-restart] [--no-unrelated] [--no-create] [--no-fanout] [--no-lateness]
         [--no-raw-writes] [--no-failover] [--json results.json] [--keep]
     .venv/bin/python bench/operator_scale.py --smoke     # tiny, every phase, for CI (tests/cluster/test_bench_smoke.py)
 
@@ -83,6 +85,7 @@ BIN = Path(sys.executable).parent
 TOKEN_ROUTE = "POST /oauth/2026-03/token"
 OPERATOR_NS = "hto-bench-system"
 MAIN_NS, FANOUT_NS, LATE_NS, RAW_NS = "bench-scale", "bench-fanout", "bench-late", "bench-raw"
+UNRELATED_NS = "bench-unrelated"
 FAILOVER_LEASE = "hto-bench-failover"
 FAILOVER_TIMINGS = ["--lease-duration", "6", "--lease-renew-deadline", "4", "--lease-retry-period", "0.5",
                     "--hubspot-call-deadline", "3"]
@@ -1002,6 +1005,43 @@ class Bench:
               f"{r['hubspot_token_calls']} HubSpot calls, {sum(r['kube_writes'].values()):.0f} kube writes "
               f"in {r['window_s']}s", flush=True)
 
+    # ---- phase 4b: Secrets no token uses --------------------------------------------------------------
+
+    def unrelated(self, count: int) -> None:
+        """Creates `count` Secrets that no token uses (4 KiB each) while the operator runs: its memory and work
+        must not follow them (the Secret cache keeps only what tokens use; their events wake nothing)."""
+        op = self.main_operator()
+        settle(op)
+        m0 = op.metrics()
+        rss0 = proc_status(op.pid)
+        recs0 = metric_sum(m0, "hubspot_token_reconcile_duration_seconds_count")
+        cpu0 = cpu_seconds(op.pid)
+        template = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"labels": {"app": "other"}},
+                    "data": {"blob": base64.b64encode(os.urandom(4096)).decode()}}
+        self.ensure_namespace(UNRELATED_NS)
+        try:
+            res = raw_secret_writes.write_secrets(self.api, UNRELATED_NS, template, count, 8, mode="create",
+                                                  prefix="unrelated", timeout=self.args.phase_timeout)
+            settle(op)
+            time.sleep(3)
+            m1 = op.metrics()
+            self.results["unrelated"].update({
+                "secrets": res["secrets"],
+                "bytes_each": 4096,
+                "rss_before_kib": rss0,
+                "rss_kib": proc_status(op.pid),
+                "cache_entries_before": metric_sum(m0, "hubspot_token_secret_cache_entries"),
+                "cache_entries_after": metric_sum(m1, "hubspot_token_secret_cache_entries"),
+                "reconciles": metric_sum(m1, "hubspot_token_reconcile_duration_seconds_count") - recs0,
+                "operator_cpu_s": round(cpu_seconds(op.pid) - cpu0, 2),
+            })
+        finally:
+            raw_secret_writes.delete_all(self.api, UNRELATED_NS, prefix="unrelated")
+        r = self.results["unrelated"]
+        print(f"[unrelated] {r['secrets']} Secrets: RSS {rss(r['rss_before_kib'])} -> {rss(r['rss_kib'])}, cache "
+              f"{r['cache_entries_before']:.0f} -> {r['cache_entries_after']:.0f}, {r['reconciles']:.0f} reconciles",
+              flush=True)
+
     # ---- phase 5: tokens created while the operator runs ------------------------------------------------
 
     def create_phase(self, m: int, rate: float) -> None:
@@ -1288,6 +1328,13 @@ def summary(bench: Bench, meta: dict) -> str:
         ("HubSpot token calls / refresh", lambda r: r["hubspot_calls_per_refresh"]),
         ("kube writes / refresh (secret/status/event)", writes_row),
     ])
+    section("unrelated", "4b Secrets no token uses (4 KiB each), created while it runs", [
+        ("Secrets created", lambda r: r["secrets"]),
+        ("operator RSS before / after", lambda r: f"{rss(r['rss_before_kib'])} / {rss(r['rss_kib'])}"),
+        ("Secret cache entries before / after", lambda r: f"{r['cache_entries_before']:.0f} / {r['cache_entries_after']:.0f}"),
+        ("reconciles they caused (expect 0)", lambda r: f"{r['reconciles']:.0f}"),
+        ("operator CPU while they were written (s)", lambda r: r["operator_cpu_s"]),
+    ])
     section("fanout", "6 fan-out: tokens sharing installs", [
         ("tokens / installs", lambda r: f"{r['tokens']} / {r['grants']}"),
         ("HubSpot token calls / refresh", lambda r: f"{r['hubspot_calls_per_refresh']} "
@@ -1368,7 +1415,7 @@ def install_crd(cluster: LocalCluster) -> None:
 SMOKE = {  # tiny, every phase on: about 2 minutes on 2 vCPUs
     "tokens": 20, "tokens_per_app": 10, "create_tokens": 20, "create_rate": 20.0, "fanout_tokens": 10,
     "fanout_grants": 2, "lateness_tokens": 6, "token_lifetime": 20, "lateness_seconds": 25.0, "herd_seconds": 5.0,
-    "raw_count": 0, "phase_timeout": 120.0,
+    "raw_count": 0, "unrelated_secrets": 50, "phase_timeout": 120.0,
 }
 
 
@@ -1376,7 +1423,7 @@ def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     on = argparse.BooleanOptionalAction
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, every phase on (CI); overrides the sizes")
-    ap.add_argument("--tokens", type=int, default=200, help="N: tokens present at the cold start (1..10000)")
+    ap.add_argument("--tokens", type=int, default=200, help="N: tokens present at the cold start (1..20000)")
     ap.add_argument("--tokens-per-app", type=int, default=25, help="tokens per HubSpot app (one install each)")
     ap.add_argument("--app-refresh-rate", type=float, default=None, help="passed to the operator (default: its own)")
     ap.add_argument("--cold-start", action=on, default=True,
@@ -1385,6 +1432,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--probe", action=on, default=True, help="restore a deleted Secret during a round")
     ap.add_argument("--restart", action=on, default=True, help="SIGTERM + start with all tokens published")
     ap.add_argument("--herd-seconds", type=float, default=20.0, help="window after the restart")
+    ap.add_argument("--unrelated", action=on, default=True, help="Secrets no token uses, created while it runs")
+    ap.add_argument("--unrelated-secrets", type=int, default=None, help="how many (default: N)")
     ap.add_argument("--create", action=on, default=True, help="tokens created while the operator runs")
     ap.add_argument("--create-tokens", type=int, default=None, help="how many (default: N)")
     ap.add_argument("--create-rate", type=float, default=0.0, help="per second; 0: as fast as 8 threads go")
@@ -1410,8 +1459,10 @@ def parse_args() -> argparse.Namespace:
     if args.create_tokens is None:
         args.create_tokens = args.tokens
     args.raw_count = args.raw_count or args.tokens
-    if not 1 <= args.tokens <= 10000 or not 0 <= args.create_tokens <= 10000 or not 0 <= args.fanout_tokens <= 2000:
-        ap.error("--tokens must be within 1..10000, --create-tokens 0..10000, --fanout-tokens 0..2000")
+    if args.unrelated_secrets is None:
+        args.unrelated_secrets = args.tokens
+    if not 1 <= args.tokens <= 20000 or not 0 <= args.create_tokens <= 10000 or not 0 <= args.fanout_tokens <= 2000:
+        ap.error("--tokens must be within 1..20000, --create-tokens 0..10000, --fanout-tokens 0..2000")
     if args.fanout_tokens and not 1 <= args.fanout_grants <= args.fanout_tokens:
         ap.error("--fanout-grants must be within 1..--fanout-tokens")
     if args.token_lifetime < 15 or args.tokens_per_app < 1 or not 0 < args.kill_fraction < 1:
@@ -1455,6 +1506,7 @@ def main() -> int:
                 (args.round, "round", bench.round, ()),
                 (args.probe, "probe", bench.probe, ()),
                 (args.restart, "restart", bench.restart, ()),
+                (args.unrelated and args.unrelated_secrets, "unrelated", bench.unrelated, (args.unrelated_secrets,)),
                 (args.create and args.create_tokens, "create", bench.create_phase, (args.create_tokens, args.create_rate)),
                 (args.fanout and args.fanout_tokens, "fanout", bench.fanout, (args.fanout_tokens, args.fanout_grants)),
                 (args.lateness and args.lateness_tokens, "lateness", bench.lateness,

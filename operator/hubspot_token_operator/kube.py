@@ -83,6 +83,9 @@ def _api_error(status: int, reason: str, body: str | None = None) -> ApiExceptio
 
 class Kube:
     def __init__(self, api_client: client.ApiClient, lease_client: client.ApiClient | None = None) -> None:
+        for api in (api_client, lease_client):
+            if api is not None:
+                _direct(api)
         self.api = api_client
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
@@ -301,6 +304,18 @@ class Kube:
             "DaemonSet": self.apps.patch_namespaced_daemon_set,
         }[kind]
         await self._run(fn, name, namespace, patch)
+
+
+def _direct(api: client.ApiClient) -> None:
+    """kubernetes_asyncio opens its aiohttp session with trust_env, so every request reads ~/.netrc and the
+    proxy environment (in a thread). The official client never used either; neither do we: a proxy for the
+    API server comes from the kubeconfig (proxy-url), as before."""
+    rest = api.rest_client
+    old = rest.pool_manager
+    if not old.trust_env:
+        return
+    rest.pool_manager = aiohttp.ClientSession(connector=old.connector, trust_env=False, read_bufsize=2**21)
+    old.detach()  # lets go of the connector without closing it
 
 
 def _micro_time(value: str | None) -> str | None:

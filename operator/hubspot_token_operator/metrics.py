@@ -21,6 +21,9 @@ VERIFICATIONS = Counter(f"{PREFIX}_verifications_total", "Private-app token veri
 KUBE_WRITES = Counter(f"{PREFIX}_kube_writes_total", "Writes to the Kubernetes API, by object kind", ["kind"])
 HUBSPOT_REQUESTS = Counter(f"{PREFIX}_hubspot_requests_total", "HTTP requests to HubSpot, by status code", ["code"])
 LEADER = Gauge(f"{PREFIX}_operator_leader", "1 while this replica holds the leader lease and does the work")
+SECRET_CACHE_READS = Counter(f"{PREFIX}_secret_cache_reads_total",
+                             "Reads of Secrets that tokens use: hit (from the watch) or miss (one GET)", ["result"])
+SECRET_CACHE_ENTRIES = Gauge(f"{PREFIX}_secret_cache_entries", "Secrets held by the watch-fed cache (only those tokens use)")
 RECONCILE_SECONDS = Histogram(f"{PREFIX}_reconcile_duration_seconds", "Time spent in one reconcile")
 
 

@@ -41,6 +41,7 @@ class OperatorContext:
 
     async def start(self) -> None:
         kube = await Kube.from_environment()
+        metrics.SECRET_CACHE_ENTRIES.set_function(lambda: len(kube.secret_cache))
         fps = await load_fingerprinter(kube, self.settings)
         self.runtime = Runtime(settings=self.settings, kube=kube, clock=self.clock, fingerprints=fps)
         self.queue = WorkQueue(self.clock, self._reconcile, workers=self.settings.workers,

@@ -22,6 +22,8 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Awaitable, Callable
 
+from .metrics import SECRET_CACHE_READS
+
 if TYPE_CHECKING:
     from .kube import SecretView
 
@@ -72,8 +74,10 @@ class SecretCache:
         key = (namespace, name)
         if key in self._entries:
             self.hits += 1
+            SECRET_CACHE_READS.labels(result="hit").inc()
             return self._entries[key]
         self.misses += 1
+        SECRET_CACHE_READS.labels(result="miss").inc()
         seen = self._events.get(key, 0)
         view = await self._fetch(namespace, name)
         if self._events.get(key, 0) == seen and self.wanted(namespace, name):

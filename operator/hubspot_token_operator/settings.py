@@ -24,7 +24,7 @@ class Settings:
     custody_secret: str = field(default_factory=lambda: _env("CUSTODY_SECRET", "hubspot-token-operator-custody"))
     # How long a shutdown waits for reconciles in flight (the chart's terminationGracePeriodSeconds is larger).
     shutdown_grace_seconds: float = field(default_factory=lambda: float(_env("SHUTDOWN_GRACE_SECONDS", "20")))
-    workers: int = field(default_factory=lambda: int(_env("WORKERS", "8")))
+    workers: int = field(default_factory=lambda: int(_env("WORKERS", "32")))
     refreshes_per_second_per_app: float = field(default_factory=lambda: float(_env("APP_REFRESH_RATE", "8")))
     # HubSpot endpoints a HubSpotToken may name in spec.hubspot.baseURL (the operator's own
     # hubspot_base_url is always allowed). Comma-separated in HTO_ALLOWED_HUBSPOT_URLS.

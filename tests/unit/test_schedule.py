@@ -113,18 +113,28 @@ def test_a_listing_wakes_tokens_spread_and_a_change_wakes_them_now(run):
     from hubspot_token_operator.runtime import Runtime
     from hubspot_token_operator.settings import Settings
 
-    rt = Runtime(settings=Settings(), kube=None, clock=Clock(), fingerprints=Fingerprinter(b"k" * 32))
+    from hubspot_token_operator.secret_cache import SecretCache
+
+    async def no_fetch(ns, name):
+        return None
+
+    kube = types.SimpleNamespace(secret_cache=SecretCache(no_fetch))
+    rt = Runtime(settings=Settings(), kube=kube, clock=Clock(), fingerprints=Fingerprinter(b"k" * 32))
     body = {"metadata": {"namespace": "ns", "name": "t", "uid": "u1", "resourceVersion": "1"},
             "spec": {"target": {"name": "out"}}}
     rt.remember(body)
     rt.index.put("ns", "t", body["spec"])
+    secret = {"metadata": {"namespace": "ns", "name": "out", "resourceVersion": "5"}, "data": {}}
     calls = []
     ctx = types.SimpleNamespace(runtime=rt, queue=types.SimpleNamespace(schedule=lambda k, at=None: calls.append((k, at))))
     saved = handlers.current
     handlers.current = lambda: ctx
     try:
-        run(handlers.secret_event(event={"type": None}, namespace="ns", name="out", meta={"resourceVersion": "5"}))
-        run(handlers.secret_event(event={"type": "MODIFIED"}, namespace="ns", name="out", meta={"resourceVersion": "6"}))
+        run(handlers.secret_event(event={"type": None}, body=secret, namespace="ns", name="out",
+                                  meta={"resourceVersion": "5"}))
+        secret["metadata"]["resourceVersion"] = "6"
+        run(handlers.secret_event(event={"type": "MODIFIED"}, body=secret, namespace="ns", name="out",
+                                  meta={"resourceVersion": "6"}))
     finally:
         handlers.current = saved
     (k1, at1), (k2, at2) = calls
