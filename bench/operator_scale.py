@@ -307,7 +307,7 @@ class Operator:
     def metrics(self) -> dict[tuple, float]:
         if not self.running:
             return {}
-        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=60).text  # 20,000 tokens: ~140,000 series
         out: dict[tuple, float] = {}
         for fam in text_string_to_metric_families(text):
             for s in fam.samples:
@@ -1457,7 +1457,7 @@ def parse_args() -> argparse.Namespace:
         for k, v in SMOKE.items():
             setattr(args, k, v)
     if args.create_tokens is None:
-        args.create_tokens = args.tokens
+        args.create_tokens = min(args.tokens, 10000)
     args.raw_count = args.raw_count or args.tokens
     if args.unrelated_secrets is None:
         args.unrelated_secrets = args.tokens

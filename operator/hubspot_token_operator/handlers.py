@@ -105,6 +105,7 @@ async def startup(settings: kopf.OperatorSettings, **_):
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.watching.inactivity_timeout = 70  # a black-holed watch (no bookmarks) is reopened, not trusted
+    settings.watching.chunk_size = 500  # list in pages: a (re)start with 20,000 Secrets holds one page at a time
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="hubspot-operator.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="hubspot-operator.dev")
     settings.networking.request_timeout = 60

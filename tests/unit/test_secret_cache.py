@@ -113,3 +113,28 @@ def test_only_secrets_some_token_uses_are_kept():
 def test_secret_view_never_prints_values():
     v = SecretView("s", "ns", {"token": b"pat-na1-secret"}, "1")
     assert "pat-na1" not in repr(v)
+
+
+def test_a_stored_token_body_drops_managed_fields_and_the_last_applied_copy():
+    """What the runtime keeps per token (memory grows with it): no managedFields, no kubectl copy, and the
+    body it was given is left as it was."""
+    import types
+
+    from hubspot_token_operator.clock import Clock
+    from hubspot_token_operator.fingerprint import Fingerprinter
+    from hubspot_token_operator.runtime import Runtime
+    from hubspot_token_operator.settings import Settings
+
+    rt = Runtime(settings=Settings(), kube=types.SimpleNamespace(), clock=Clock(), fingerprints=Fingerprinter(b"k" * 32))
+    body = {"metadata": {"namespace": "ns", "name": "t", "resourceVersion": "3",
+                         "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}",
+                                         "hubspot-operator.dev/rotate": "now"}},
+            "spec": {"type": "oauth"}}
+    assert rt.remember(body)
+    kept = rt.tokens[("ns", "t")]
+    assert "managedFields" not in kept["metadata"]
+    assert kept["metadata"]["annotations"] == {"hubspot-operator.dev/rotate": "now"}
+    assert kept["metadata"]["resourceVersion"] == "3" and kept["spec"] == {"type": "oauth"}
+    assert "managedFields" in body["metadata"]  # the caller's body is untouched
+    assert not rt.remember(dict(body))  # same version: nothing new
