@@ -15,11 +15,17 @@ Never staler than the API server lets it be:
   404 read just before a creation cannot hide the Secret;
 - a write refused with 409 (someone else wrote since) drops the entry: the next read goes to the server.
 Writes are compare-and-swap on resourceVersion, so a stale read costs one retry, never a lost update.
+
+Secrets no token uses yet are not dropped at once: the last RECENT_MAX of them (in the order the watch
+delivered them) wait in a small bounded holding area, still updated by every watch event, so a token
+applied together with its Secrets (the usual GitOps order: Secrets first) finds them without a GET. The
+holding area is a fixed size, so memory still does not grow with the Secrets of the cluster.
 """
 
 from __future__ import annotations
 
 import base64
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from .metrics import SECRET_CACHE_READS
@@ -29,6 +35,7 @@ if TYPE_CHECKING:
 
 Key = tuple[str, str]
 _ABSENT = None
+RECENT_MAX = 1024  # Secrets seen by the watch that no token uses (yet): the newest are held, bounded
 
 
 def view_from_body(body: dict) -> "SecretView":
@@ -63,6 +70,7 @@ class SecretCache:
         self._fetch = fetch
         self._entries: dict[Key, "SecretView | None"] = {}  # None: seen deleted / known absent
         self._events: dict[Key, int] = {}  # watch events seen per Secret (guards GETs racing an event)
+        self._recent: OrderedDict[Key, "SecretView"] = OrderedDict()  # not wanted (yet), newest last
         self.wanted: Callable[[str, str], bool] = lambda ns, name: True
         self.hits = 0
         self.misses = 0
@@ -76,6 +84,12 @@ class SecretCache:
             self.hits += 1
             SECRET_CACHE_READS.labels(result="hit").inc()
             return self._entries[key]
+        if key in self._recent and self.wanted(namespace, name):
+            self.hits += 1
+            SECRET_CACHE_READS.labels(result="hit").inc()
+            view = self._recent.pop(key)
+            self._entries[key] = view  # a token uses it now: the watch keeps it current from here on
+            return view
         self.misses += 1
         SECRET_CACHE_READS.labels(result="miss").inc()
         seen = self._events.get(key, 0)
@@ -93,6 +107,7 @@ class SecretCache:
         md = body.get("metadata") or {}
         key = (md.get("namespace", ""), md.get("name", ""))
         if key not in self._entries and not self.wanted(*key):
+            self._hold(key, None if event_type == "DELETED" else body)
             return
         self._events[key] = self._events.get(key, 0) + 1
         if event_type == "DELETED":
@@ -103,11 +118,22 @@ class SecretCache:
     def wrote(self, view: "SecretView") -> None:
         """The server's answer to our own write: newer than anything the watch has shown yet."""
         key = (view.namespace, view.name)
+        self._recent.pop(key, None)
         if key in self._entries or self.wanted(*key):
             self._keep(key, view)
 
     def invalidate(self, namespace: str, name: str) -> None:
         self._entries.pop((namespace, name), None)
+        self._recent.pop((namespace, name), None)
+
+    def _hold(self, key: Key, body: dict | None) -> None:
+        """A Secret no token uses: held among the newest RECENT_MAX, or forgotten when deleted."""
+        self._recent.pop(key, None)
+        if body is None:
+            return
+        self._recent[key] = view_from_body(body)
+        while len(self._recent) > RECENT_MAX:
+            self._recent.popitem(last=False)
 
     def prune(self, namespace: str) -> int:
         """Drops what no token in `namespace` uses any more (after a token was deleted or edited)."""

@@ -138,3 +138,48 @@ def test_a_stored_token_body_drops_managed_fields_and_the_last_applied_copy():
     assert kept["metadata"]["resourceVersion"] == "3" and kept["spec"] == {"type": "oauth"}
     assert "managedFields" in body["metadata"]  # the caller's body is untouched
     assert not rt.remember(dict(body))  # same version: nothing new
+
+
+def test_a_secret_seen_before_its_token_is_read_without_a_get_and_kept_current():
+    """GitOps order: the Secrets arrive on the watch first, the token a moment later."""
+    used = set()
+    server, cache = make(wanted=lambda ns, name: (ns, name) in used)
+    cache.observe("ADDED", body("app", 4, b"old"))
+    cache.observe("MODIFIED", body("app", 5, b"new"))  # still held, and updated
+    assert len(cache) == 0  # held, not cached: no token uses it yet
+    used.add(("ns", "app"))
+    got = asyncio.run(cache.get("ns", "app"))
+    assert got.text("k") == "new" and got.resource_version == "5" and server.gets == 0
+    assert len(cache) == 1
+
+
+def test_a_held_secret_that_is_deleted_is_read_from_the_server():
+    used = set()
+    server, cache = make(wanted=lambda ns, name: (ns, name) in used)
+    cache.observe("ADDED", body("gone", 4))
+    cache.observe("DELETED", body("gone", 6))
+    used.add(("ns", "gone"))
+    assert asyncio.run(cache.get("ns", "gone")) is None and server.gets == 1
+
+
+def test_the_secrets_no_token_uses_are_held_only_up_to_a_fixed_number():
+    from hubspot_token_operator.secret_cache import RECENT_MAX
+
+    server, cache = make(wanted=lambda ns, name: False)
+    for i in range(RECENT_MAX + 500):
+        cache.observe("ADDED", body(f"s{i}", i + 1))
+    assert len(cache._recent) == RECENT_MAX and len(cache) == 0
+    cache.wanted = lambda ns, name: True
+    asyncio.run(cache.get("ns", "s0"))  # the oldest was let go: one GET
+    asyncio.run(cache.get("ns", f"s{RECENT_MAX + 499}"))  # the newest is held: no GET
+    assert server.gets == 1
+
+
+def test_our_own_write_replaces_what_is_held():
+    used = set()
+    server, cache = make(wanted=lambda ns, name: (ns, name) in used)
+    cache.observe("ADDED", body("t", 4, b"held"))
+    cache.wrote(view_from_body(body("t", 9, b"written")))  # not wanted: the held copy is dropped
+    used.add(("ns", "t"))
+    server.objects[("ns", "t")] = body("t", 9, b"written")
+    assert asyncio.run(cache.get("ns", "t")).text("k") == "written" and server.gets == 1
