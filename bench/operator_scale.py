@@ -1009,7 +1009,8 @@ class Bench:
 
     def unrelated(self, count: int) -> None:
         """Creates `count` Secrets that no token uses (4 KiB each) while the operator runs: its memory and work
-        must not follow them (the Secret cache keeps only what tokens use; their events wake nothing)."""
+        must not follow them (the Secret cache keeps what tokens use plus a fixed-size holding area of the
+        newest Secrets no token uses yet; their events wake nothing)."""
         op = self.main_operator()
         settle(op)
         m0 = op.metrics()

@@ -314,6 +314,7 @@ def _direct(api: client.ApiClient) -> None:
     old = rest.pool_manager
     if not old.trust_env:
         return
+    # read_bufsize as kubernetes_asyncio sets it (watch lines with large objects exceed aiohttp's default)
     rest.pool_manager = aiohttp.ClientSession(connector=old.connector, trust_env=False, read_bufsize=2**21)
     old.detach()  # lets go of the connector without closing it
 

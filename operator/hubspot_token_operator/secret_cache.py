@@ -80,23 +80,24 @@ class SecretCache:
 
     async def get(self, namespace: str, name: str) -> "SecretView | None":
         key = (namespace, name)
-        if key in self._entries:
-            self.hits += 1
-            SECRET_CACHE_READS.labels(result="hit").inc()
-            return self._entries[key]
         if key in self._recent and self.wanted(namespace, name):
-            self.hits += 1
-            SECRET_CACHE_READS.labels(result="hit").inc()
-            view = self._recent.pop(key)
-            self._entries[key] = view  # a token uses it now: the watch keeps it current from here on
-            return view
-        self.misses += 1
-        SECRET_CACHE_READS.labels(result="miss").inc()
+            self._entries[key] = self._recent.pop(key)  # a token uses it now: the watch keeps it current
+        if key in self._entries:
+            self._count("hit")
+            return self._entries[key]
+        self._count("miss")
         seen = self._events.get(key, 0)
         view = await self._fetch(namespace, name)
         if self._events.get(key, 0) == seen and self.wanted(namespace, name):
             self._keep(key, view)
         return view
+
+    def _count(self, result: str) -> None:
+        if result == "hit":
+            self.hits += 1
+        else:
+            self.misses += 1
+        SECRET_CACHE_READS.labels(result=result).inc()
 
     def peek(self, namespace: str, name: str) -> "SecretView | None":
         """What is held, without ever calling the server (None when absent or not held)."""
