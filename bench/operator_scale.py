@@ -614,7 +614,7 @@ class Counters:
         m = op.metrics() if op else {}
         self.writes = by_label(m, "hubspot_token_kube_writes_total", "kind")
         self.refresh = by_label(m, "hubspot_token_refresh_total", "result")
-        self.hs_requests = by_label(m, "hubspot_token_hubspot_requests_total", "code")
+        self.hs_requests = by_label(m, "hubspot_token_api_requests_total", "code")
         self.reconciles = metric_sum(m, "hubspot_token_reconcile_duration_seconds_count")
         self.reconcile_seconds = metric_sum(m, "hubspot_token_reconcile_duration_seconds_sum")
         self.apiserver = apis.snapshot()

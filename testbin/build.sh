@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the test control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
-# kwok, helm) from the Go module proxy into a cache directory outside the repository, keyed by version.
+# kwok, helm; kubelet and pause for the real node) from the Go module proxy into a cache directory outside
+# the repository, keyed by version.
 # Prints the directory on its last line. A second run finds the binaries, checks their versions, and
 # builds nothing.
 #
@@ -41,6 +42,21 @@ if ! $k8s_ok; then
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
       k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
   log "Kubernetes built in $(( $(date +%s) - start ))s"
+fi
+# kubelet runs the real node (devcluster/real_node.py); same module, built on its own so that a cache made
+# before it existed only builds this one binary.
+if ! has_version "$out/kubelet" --version -- "v$K8S_VERSION"; then
+  log "building kubelet v$K8S_VERSION"
+  start=$(date +%s)
+  (cd "$here" && go build -trimpath -ldflags "$ldflags" -o "$out/" k8s.io/kubernetes/cmd/kubelet)
+  log "kubelet built in $(( $(date +%s) - start ))s"
+fi
+# The real node's pod sandbox (containerd's sandbox_image), from testbin/pause (our own 20 lines of Go).
+pause_src=$(sha256sum "$here/pause/main.go" | cut -c1-16)
+if [ ! -x "$out/pause" ] || [ "$(cat "$out/pause.src" 2>/dev/null)" != "$pause_src" ]; then
+  log "building pause"
+  (cd "$here" && go build -trimpath -ldflags "-s -w" -o "$out/pause" ./pause)
+  echo "$pause_src" > "$out/pause.src"
 fi
 if ! has_version "$out/etcd" --version -- "etcd Version: $ETCD_VERSION"; then
   log "building etcd v$ETCD_VERSION"

@@ -4,41 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import logging
 import sys
 
 from . import __version__
+from .logs import JsonFormatter, configure_logging  # noqa: F401 - JsonFormatter: the JSON log format
 from .settings import Settings
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        return json.dumps(out)
-
-
-def configure_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # Third-party loggers that could print request URLs or bodies stay quiet.
-    for noisy in ("httpx", "httpcore", "urllib3", "kubernetes", "kubernetes_asyncio", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # Kopf says "Handler 'secret_event' succeeded." at INFO for every watch event of every object: three
-    # lines per refresh, none of them news. Its warnings and errors still come through.
-    if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=d.metrics_port, help="0 disables the metrics endpoint")
     run.add_argument("--health-port", type=int, default=d.health_port, help="0 disables /healthz")
     run.add_argument("--log-level", default=d.log_level)
-    run.add_argument("--log-format", default=d.log_format, choices=["text", "json"])
+    run.add_argument("--log-format", default=d.log_format, choices=["text", "json"],
+                     help="json: one object per line (time, level, logger, msg; namespace, name and reconcile_id "
+                          "on lines about a token), as the chart sets it")
     run.add_argument("--allow-hubspot-url", action="append", default=None, metavar="URL",
                      help="a HubSpot endpoint tokens may name in spec.hubspot.baseURL (repeatable; default: "
                           + ", ".join(d.allowed_hubspot_urls) + "; --hubspot-base-url is always allowed)")
@@ -126,9 +98,14 @@ def run(settings: Settings) -> int:
     install(ctx)
     from . import handlers  # noqa: F401 - registers the Kopf handlers
 
+    from .leadership import identity
+
     asyncio.run(
         kopf.operator(
             standalone=True,  # no Kopf peering: leader election is ours (leadership.py says why)
+            # Kopf's own default identity calls getpass.getuser(), which raises in an image whose uid has no
+            # /etc/passwd entry (65532 here, as in distroless): found by running the image on a real node.
+            identity=identity(),
             clusterwide=settings.all_namespaces,
             namespaces=settings.namespaces,
         )

@@ -55,3 +55,8 @@ def set_condition(
     order = [READY, REAUTH_REQUIRED, SCOPES_SATISFIED, VERIFIED, ROTATION_DUE, PREVIOUS_TOKEN_RETIRABLE, DEGRADED]
     out.sort(key=lambda c: order.index(c["type"]) if c["type"] in order else len(order))
     return out
+
+# Reasons the private-app flow writes and `kubectl hubspot status` reads (next step).
+ROTATION_ACCEPTED = "RotationAccepted"
+ROTATION_ROLLED_BACK = "RotationRolledBack"  # RotationAccepted=False, Warning Event: the previous token is back
+PREVIOUS_TOKEN_EXPIRED = "PreviousTokenExpired"  # the previous token died before the overlap ended

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from kubernetes.client import ApiException
 
 from . import conditions as cond
-from . import metrics, tenancy
+from . import logs, metrics, tenancy
 from .leadership import NotLeading
 from .model import SpecError, TokenSpec, parse_spec
 from .oauth_flow import reconcile_oauth
@@ -31,10 +31,12 @@ MAX_SLEEP = timedelta(hours=1)  # look again at least hourly, to catch anything 
 
 
 async def reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
-    try:
-        return await _reconcile(rt, key)
-    finally:
-        rt.limiter.release(key)  # a rate-limit ticket this reconcile did not use is not kept for later
+    # Every line logged inside, however deep, names the token and this reconcile (logs.py).
+    with logs.token_context(key[0], key[1], logs.new_reconcile_id()):
+        try:
+            return await _reconcile(rt, key)
+        finally:
+            rt.limiter.release(key)  # a rate-limit ticket this reconcile did not use is not kept for later
 
 
 async def _reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
@@ -68,6 +70,8 @@ async def _reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
         rec.set_fields(fingerprintKeyId=rt.fingerprints.key_id)
     changed_meanwhile = await _flush(rt, rec)
     metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+    if rec.fields.get("failedAttempts"):  # a failure was recorded: the next look is a retry with backoff
+        metrics.WORKQUEUE_RETRIES.inc()
     now = rt.clock.now()
     if changed_meanwhile:
         log.debug("%s/%s: changed while reconciled; again now", *key)

@@ -16,7 +16,7 @@ import logging
 
 import kopf
 
-from . import GROUP, PLURAL, VERSION
+from . import GROUP, PLURAL, VERSION, logs
 from .operator_main import OperatorContext, current
 from .rollout import TargetRef, targets_workload
 from .schedule import spread_delay
@@ -54,7 +54,9 @@ def _wake(ctx: OperatorContext, key: tuple[str, str], event_type: str | None) ->
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def token_event(event, body, **_):
-    on_token(current(), event.get("type"), dict(body))
+    md = body.get("metadata") or {}
+    with logs.token_context(md.get("namespace"), md.get("name")):
+        on_token(current(), event.get("type"), dict(body))
 
 
 @kopf.on.event("", "v1", "secrets")

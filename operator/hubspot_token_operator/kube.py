@@ -19,6 +19,8 @@ import json
 import logging
 import os
 import socket
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -30,7 +32,7 @@ from kubernetes_asyncio.client.exceptions import ApiException as AsyncApiExcepti
 
 from . import GROUP, KIND, PLURAL, VERSION
 from .leadership import LeaseRecord
-from .metrics import KUBE_WRITES
+from .metrics import KUBE_WRITES, observe_kube_call
 from .secret_cache import SecretCache, view_from_body
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,7 @@ class Kube:
         self._lease_api = lease_client or api_client
         self.coordination = client.CoordinationV1Api(self._lease_api)
         self.secret_cache = SecretCache(self.get_secret)
+        self.events_posted = EventMemory()  # Events posted, so a repeat updates its count (post_event)
 
     @classmethod
     async def from_environment(cls) -> "Kube":
@@ -116,8 +119,12 @@ class Kube:
     async def _run(self, fn, *args, timeout=REQUEST_TIMEOUT, **kwargs) -> Any:
         """One API call under a deadline; the answer as JSON (a dict), or ApiException."""
 
+        code = "error"  # until the server answers
+
         async def call() -> Any:
+            nonlocal code
             resp = await fn(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
+            code = str(resp.status)
             try:
                 raw = await resp.read()
             finally:
@@ -126,19 +133,27 @@ class Kube:
                 raise _api_error(resp.status, resp.reason or "", raw.decode("utf-8", errors="replace"))
             return json.loads(raw) if raw else {}
 
+        started = time.monotonic()
         try:
             return await asyncio.wait_for(call(), CALL_DEADLINE)
         except ApiException:
             raise
         except AsyncApiException as e:
+            code = str(e.status or "error")
             raise _api_error(e.status or 0, e.reason or "", e.body if isinstance(e.body, str) else None) from None
         except asyncio.TimeoutError:
+            code = "timeout"
             raise _api_error(504, "Kubernetes API call exceeded its deadline") from None
         except (aiohttp.ClientError, OSError, ValueError) as e:
             # Timeouts, resets, refused connections and garbled answers become API errors too: every
             # caller handles one kind of failure (and a custody write-back never loses a token to an
             # unexpected exception).
+            if isinstance(e, (aiohttp.ServerTimeoutError, TimeoutError)):
+                code = "timeout"
             raise _api_error(503, f"Kubernetes API unreachable ({type(e).__name__})") from None
+        finally:
+            verb, resource = request_labels(getattr(fn, "__name__", ""), args)
+            observe_kube_call(verb, resource, code, time.monotonic() - started)
 
     # ---- Secrets -----------------------------------------------------------------------------------
 
@@ -190,30 +205,31 @@ class Kube:
     # ---- Events --------------------------------------------------------------------------------------
 
     async def post_event(self, body: dict, type_: str, reason: str, message: str) -> None:
-        """Posts a core/v1 Event about a HubSpotToken. Failures are logged, never raised."""
+        """Posts a core/v1 Event about a HubSpotToken, or counts a repeat of one posted before (same object,
+        type, reason and message: its `count` and `lastTimestamp` move, as kubectl and the kubelet's
+        recorder do). Either is one write. Failures are logged, never raised."""
         md = body.get("metadata", {})
+        message = message[:1024]
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{md.get('name', 'hst')}.", "namespace": md.get("namespace")},
-            "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": md.get("name"),
-                "namespace": md.get("namespace"), "uid": md.get("uid"), "resourceVersion": md.get("resourceVersion"),
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": type_,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-            "source": {"component": "hubspot-token-operator", "host": _HOST},
-            "reportingComponent": "hubspot-token-operator",
-            "reportingInstance": _HOST,
-        }
+        key = event_key(md.get("uid") or f"{md.get('namespace')}/{md.get('name')}", type_, reason, message)
+        plan = plan_event(self.events_posted.get(key))
+        KUBE_WRITES.labels(kind="event").inc()
         try:
-            KUBE_WRITES.labels(kind="event").inc()
-            await self._run(self.core.create_namespaced_event, md.get("namespace"), event)
+            if plan.action == "patch":
+                try:
+                    await self._run(self.core.patch_namespaced_event, plan.name, md.get("namespace"),
+                                    {"count": plan.count, "lastTimestamp": now}, _content_type=MERGE_PATCH)
+                    self.events_posted.put(key, PostedEvent(plan.name, plan.count))
+                    return
+                except ApiException as e:
+                    if e.status != 404:  # gone (expired after its TTL, deleted): post it anew
+                        raise
+                    self.events_posted.pop(key)
+            created = await self._run(self.core.create_namespaced_event, md.get("namespace"),
+                                      _new_event(md, type_, reason, message, now))
+            name = (created.get("metadata") or {}).get("name")
+            if name:
+                self.events_posted.put(key, PostedEvent(name, 1))
         except ApiException as e:
             # A namespace being deleted refuses new Events (403/404): expected, not worth a warning.
             level = logging.DEBUG if e.status in (403, 404) and "terminat" in str(e.body or "") else logging.WARNING
@@ -304,6 +320,103 @@ class Kube:
             "DaemonSet": self.apps.patch_namespaced_daemon_set,
         }[kind]
         await self._run(fn, name, namespace, patch)
+
+
+# ---- Events: aggregation of repeats ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PostedEvent:
+    name: str  # the Event object's name
+    count: int  # its count as we last wrote it
+
+
+@dataclass(frozen=True)
+class EventPlan:
+    action: str  # "create" (a new Event object) | "patch" (count a repeat on the existing one)
+    name: str | None = None
+    count: int = 1
+
+
+def event_key(uid: str, type_: str, reason: str, message: str) -> tuple[str, str, str, str]:
+    return (uid, type_, reason, message)
+
+
+def plan_event(posted: PostedEvent | None) -> EventPlan:
+    """What to write for an Event: a new object, or the next count on the one posted for the same object,
+    type, reason and message (the caller falls back to creating one when that object is gone)."""
+    if posted is None:
+        return EventPlan("create")
+    return EventPlan("patch", posted.name, posted.count + 1)
+
+
+class EventMemory:
+    """A bounded map of the Events this process posted, least recently used dropped first: a repeat seen
+    after its entry was dropped (or after a restart) is simply posted as a new Event."""
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple, PostedEvent] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: tuple) -> PostedEvent | None:
+        posted = self._entries.get(key)
+        if posted is not None:
+            self._entries.move_to_end(key)
+        return posted
+
+    def put(self, key: tuple, posted: PostedEvent) -> None:
+        self._entries[key] = posted
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def pop(self, key: tuple) -> None:
+        self._entries.pop(key, None)
+
+
+def _new_event(md: dict, type_: str, reason: str, message: str, now: str) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{md.get('name', 'hst')}.", "namespace": md.get("namespace")},
+        "involvedObject": {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": md.get("name"),
+            "namespace": md.get("namespace"), "uid": md.get("uid"), "resourceVersion": md.get("resourceVersion"),
+        },
+        "reason": reason,
+        "message": message,
+        "type": type_,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+        "source": {"component": "hubspot-token-operator", "host": _HOST},
+        "reportingComponent": "hubspot-token-operator",
+        "reportingInstance": _HOST,
+    }
+
+
+# ---- request metrics --------------------------------------------------------------------------------------
+
+_VERBS = {"read": "get", "get": "get", "list": "list", "create": "create", "replace": "update",
+          "patch": "patch", "delete": "delete"}
+_RESOURCES = {"secret": "secrets", "event": "events", "lease": "leases", "deployment": "deployments",
+              "stateful_set": "statefulsets", "daemon_set": "daemonsets"}
+
+
+def request_labels(fn_name: str, args: tuple) -> tuple[str, str]:
+    """(verb, resource) of a kubernetes_asyncio call, from its method name (`patch_namespaced_secret`) and,
+    for custom objects, the plural among its arguments (group, version, namespace, plural, ...): a bounded
+    set of label values."""
+    head, _, rest = fn_name.partition("_")
+    verb = _VERBS.get(head, "other")
+    rest = rest.removeprefix("namespaced_")
+    if rest.startswith("custom_object"):
+        plural = args[3] if len(args) > 3 and isinstance(args[3], str) else "customobjects"
+        return verb, plural + ("/status" if rest.endswith("_status") else "")
+    return verb, _RESOURCES.get(rest, "other")
 
 
 def _direct(api: client.ApiClient) -> None:

@@ -11,7 +11,7 @@ from .durations import format_duration, to_rfc3339
 from .fingerprint import Fingerprinter
 from .kube import SecretView
 from .model import TokenSpec
-from .private_app_policies import PAObserved, maintenance
+from .private_app_policies import PAObserved, decide_reverify, maintenance
 from .publish import ours
 from .recording import Recorder
 from .revisions import bump
@@ -20,7 +20,7 @@ from .secret_writer import publish_target
 from .status_model import TokenStatus
 from .verification import next_verify, verify_token
 
-ROTATION_ACCEPTED = "RotationAccepted"
+ROTATION_ACCEPTED = cond.ROTATION_ACCEPTED
 
 
 @dataclass(frozen=True)
@@ -187,26 +187,105 @@ async def maintain(rt: Runtime, rec: Recorder, snap: PASnapshot) -> list[datetim
 
 
 async def _reverify(rt: Runtime, rec: Recorder, snap: PASnapshot, pa: dict) -> datetime:
+    """Re-verifies the published token and, during the overlap, the previous one; rolls back to the
+    previous token when only the published one died (private_app_policies.decide_reverify)."""
     o, spec, now = snap.obs, snap.obs.spec, snap.obs.now
     v = await verify_token(rt, spec, snap.published_value)
     nxt = next_verify(now, spec.private_app.verify_interval, snap.body["metadata"]["uid"])
     if v.verdict == "transient":
         return rec.failed("Verify", "VerifyFailed", v.message, event_reason="VerifyFailed")
+    pv = await verify_token(rt, spec, snap.previous_value) if snap.previous_value else None
+    d = decide_reverify(v.verdict, pv.verdict if pv else None, pv.reason if pv else None)
+    if d.action == "RollBack":
+        retry = await _roll_back(rt, rec, snap, pa, v, pv, nxt)
+        if retry is None:
+            return nxt
+        # the target could not be written: the dead token is still what consumers read; say so below
     pa.update(lastVerifiedAt=to_rfc3339(now), nextVerifyAt=to_rfc3339(nxt))
-    if v.verdict == "ok":
+    if d.action == "Valid":
         pa.update(verified=True, verifyReason=None, verifyMessage=None)
         rec.condition(cond.VERIFIED, True, "Verified", "HubSpot accepted the token")
         if rec.st.last_failure_kind == "Verify":
             rec.succeeded("Verified", "last verification succeeded")
+        if d.previous_dead:
+            wake = await _drop_dead_previous(rt, rec, snap, pa)
+            return min(nxt, wake) if wake else nxt
         return nxt
     reason = "TokenDeactivated" if v.reason == "InvalidToken" else v.reason
     msg = (f"the published token no longer passes verification: {v.message}; rotate it in HubSpot and update "
            f"Secret {spec.private_app.token_secret_ref.name}")
+    if pv is not None and pv.verdict == "rejected":
+        msg += "; the previous token does not work either"
     if o.status.private_app.verified is not False:
         rec.event("Warning", "TokenInvalid", msg)
     pa.update(verified=False, verifyReason=reason, verifyMessage=msg)
     rec.condition(cond.VERIFIED, False, reason, msg)
+    if d.action == "RollBack":  # verified, but the write failed: the write's own backoff says when
+        pa["nextVerifyAt"] = to_rfc3339(now)
+        return retry
+    if d.retry_previous:  # the previous token may still save the day: ask HubSpot again soon
+        pa["nextVerifyAt"] = to_rfc3339(now)
+        return rec.failed("Verify", "VerifyFailed", pv.message, event_reason="VerifyFailed")
     return nxt
+
+
+async def _roll_back(rt: Runtime, rec: Recorder, snap: PASnapshot, pa: dict, dead, alive, nxt: datetime):
+    """The published token died during the overlap and the previous one still works: publish the
+    previous one again (as the token; the previous-token key is removed: the dead token is of no use to
+    anyone), restart consumers (a new credential revision), and remember the dead fingerprint so the source
+    Secret's copy of it is never published again. None when done; else when to try the write again."""
+    o, spec, now = snap.obs, snap.obs.spec, snap.obs.now
+    keys, src = spec.target.keys, spec.private_app.token_secret_ref.name
+    values = values_for(spec, snap.previous_value, None, alive.hub_id)
+    retry = await publish_target(rt, rec, spec, snap.body, values, snap.target, remove=(keys.previous_token,))
+    if retry is not None:
+        return retry
+    dead_fp, back_fp = o.published_fp, o.status.private_app.previous_fingerprint
+    in_source = o.candidate_fp == dead_fp
+    where = (f"Secret {src} still holds that dead token: put a working token there"
+             if in_source else f"put a working token into Secret {src}")
+    msg = (f"token {dead_fp[:8]} stopped working during the overlap ({dead.message}; a rotation cancelled in "
+           f"HubSpot, a wrong token, or a deactivated one); the previous token {back_fp[:8]} still works and is "
+           f"published again under key {keys.token}; {where}")
+    pa.update(previousFingerprint=None, previousUntil=None, overlapWarned=None,
+              rejectedFingerprint=dead_fp, lastOutcome="Rejected", lastOutcomeReason=cond.ROTATION_ROLLED_BACK,
+              lastOutcomeMessage=msg, lastVerifiedAt=to_rfc3339(now), nextVerifyAt=to_rfc3339(nxt),
+              verified=True, verifyReason=None, verifyMessage=None)
+    revision = bump(rec.st.credential_revision, back_fp)
+    rec.set_fields(tokenFingerprint=back_fp, hubId=alive.hub_id, appId=alive.app_id, scopes=alive.scopes,
+                   credentialRevision=revision, restartRevision=revision, lastRefreshTime=to_rfc3339(now),
+                   lastRefreshReason=cond.ROTATION_ROLLED_BACK)
+    rec.condition(ROTATION_ACCEPTED, False, cond.ROTATION_ROLLED_BACK, msg)
+    rec.condition(cond.VERIFIED, True, "Verified", "HubSpot accepted the token (the previous one, published again)")
+    rec.condition(cond.PREVIOUS_TOKEN_RETIRABLE, False, cond.ROTATION_ROLLED_BACK,
+                  f"token {back_fp[:8]} is the published token again: keep it active in HubSpot")
+    rec.event("Warning", cond.ROTATION_ROLLED_BACK, msg + "; consumers are restarted onto it")
+    if rec.st.last_failure_kind == "Verify":
+        rec.succeeded("Verified", "last verification succeeded")
+    rt.remember_published(snap.previous_value)
+    return None
+
+
+async def _drop_dead_previous(rt: Runtime, rec: Recorder, snap: PASnapshot, pa: dict) -> datetime | None:
+    """HubSpot no longer accepts the previous token before the overlap ends ("Expire now", or HubSpot's
+    7 days, counted from the click, ran out first): say so and stop publishing it."""
+    o, spec = snap.obs, snap.obs.spec
+    keys, st = spec.target.keys, o.status.private_app
+    until = to_rfc3339(st.previous_until) if st.previous_until else "-"
+    values = values_for(spec, snap.published_value, None, o.status.hub_id)
+    retry = await publish_target(rt, rec, spec, snap.body, values, snap.target, remove=(keys.previous_token,))
+    if retry is not None:
+        return retry
+    retirable = cond.is_true(rec.conditions, cond.PREVIOUS_TOKEN_RETIRABLE)
+    msg = (f"HubSpot no longer accepts the previous token {(st.previous_fingerprint or '')[:8]} although the "
+           f"overlap ran until {until} (expired in HubSpot: \"Expire now\", or its 7 days ran out first); key "
+           f"{keys.previous_token} removed")
+    if not retirable:
+        msg += "; workloads still running pods from before the rotation are failing: restart them"
+    rec.event("Normal" if retirable else "Warning", cond.PREVIOUS_TOKEN_EXPIRED, msg)
+    pa.update(previousFingerprint=None, previousUntil=None, overlapWarned=None)
+    rec.condition(cond.PREVIOUS_TOKEN_RETIRABLE, True, cond.PREVIOUS_TOKEN_EXPIRED, msg)
+    return None
 
 
 def _age(rec: Recorder, o: PAObserved, m) -> None:

@@ -4,7 +4,8 @@ HubSpot has no API to mint these tokens: a person rotates in HubSpot's UI ("Rota
 the old token 7 days) and puts the new token into the source Secret, by hand or with `kubectl hubspot
 rotate`. Each pass: gather; decide about the candidate (private_app_policies.decide_candidate) and act
 (verify, publish with the previous token kept for `overlap`, or reject); then decide and act on the
-maintenance of the published token (restore, re-verify, end the overlap, age). Ready is decided later,
+maintenance of the published token (restore, re-verify, roll back to the previous token when only the
+published one died during the overlap, end the overlap, age). Ready is decided later,
 by readiness.py, from the facts recorded here.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from . import conditions as cond
 from .model import TokenSpec
 from .private_app_actions import PASnapshot, accept_or_reject, gather, maintain, rebase
 from .private_app_policies import decide_candidate
@@ -32,6 +34,9 @@ async def reconcile_private_app(rt: Runtime, body: dict, spec: TokenSpec, rec: R
         if verdict.action == "Current":  # e.g. the published token written back after a rejection
             pa.update(lastOutcome="Published", lastOutcomeReason="Verified", lastOutcomeMessage=None,
                       rejectedFingerprint=None)
+            if rec.st.private_app.last_outcome_reason == cond.ROTATION_ROLLED_BACK:  # the dead token was replaced
+                rec.condition(cond.ROTATION_ACCEPTED, True, "SourceMatches",
+                              "the source Secret holds the published token again")
         rec.set_fields(privateApp=pa)
     if verdict.action == "Refused":
         rec.facts.refused = ("ConsentMissing", snap.obs.source_refused)

@@ -92,3 +92,42 @@ def maintenance(o: PAObserved, retirable: bool) -> Maintenance:
         if not due:
             wake.append(pa.published_at + spec.max_age)
     return Maintenance(restore, cannot_restore, verify, end_overlap, warn, due, tuple(wake))
+
+
+ReverifyAction = Literal["Valid", "Retry", "RollBack", "Invalid"]
+VerdictName = Literal["ok", "rejected", "transient"]
+
+
+@dataclass(frozen=True)
+class Reverified:
+    """What a periodic re-verification means, from the verdicts on the published token and (during the
+    overlap) on the previous one.
+
+    - Valid: the published token works; previous_dead says HubSpot no longer accepts the previous token
+      although the overlap has not ended ("Expire now" in HubSpot, or HubSpot's 7 days ran out first).
+    - Retry: HubSpot did not answer about the published token; ask again with backoff, change nothing.
+    - RollBack: the published token stopped working while the previous one still works (a rotation
+      cancelled in HubSpot, a wrong token that died, a new token deactivated): publish the previous again.
+    - Invalid: the published token stopped working and there is nothing to fall back to (no previous
+      token, or it is dead too): Verified=False, Ready=False. retry_previous: the previous token could not be
+      checked (HubSpot did not answer): look again soon instead of at the next verify interval.
+    """
+
+    action: ReverifyAction
+    previous_dead: bool = False
+    retry_previous: bool = False
+
+
+def decide_reverify(
+    published: VerdictName, previous: VerdictName | None = None, previous_reason: str | None = None
+) -> Reverified:
+    """`previous` is None when there is no previous token to check (never rotated, overlap over, value not
+    at hand). `previous_reason` is the verification's reason for the previous token ("InvalidToken" when
+    HubSpot does not accept it; hub or scope refusals do not make it dead)."""
+    if published == "transient":
+        return Reverified("Retry")
+    if published == "ok":
+        return Reverified("Valid", previous_dead=previous == "rejected" and previous_reason == "InvalidToken")
+    if previous == "ok":
+        return Reverified("RollBack")
+    return Reverified("Invalid", retry_previous=previous == "transient")

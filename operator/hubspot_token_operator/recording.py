@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from kubernetes.client import ApiException
 
 from . import conditions as cond
-from .durations import format_duration, to_rfc3339
+from .durations import to_rfc3339
 from . import metrics
 from .kube import Kube
 from .readiness import Facts
@@ -60,7 +60,9 @@ class Recorder:
     ) -> datetime:
         """Records a failure and returns when to try again. Attempts grow on every failure path (one
         counter), so the backoff grows too; a Warning Event goes out on the first attempt and every 16th, so a
-        failure that persists is visible without writing an Event on every try (the first, then every 16th)."""
+        failure that persists is visible without writing an Event on every try (the first, then every 16th).
+        The Event's message names no attempt number or retry time (those are in status and the Degraded
+        condition), so the repeats of one failure aggregate into one Event whose count grows."""
         attempts = (self.st.failed_attempts or 0) + 1
         when = retry_at(self.now, attempts, expires_at, retry_after)
         self.set_fields(
@@ -72,8 +74,7 @@ class Recorder:
         )
         self.condition(cond.DEGRADED, True, reason, f"attempt {attempts} failed: {message}")
         if attempts % 16 == 1:
-            self.event("Warning", event_reason or reason,
-                       f"attempt {attempts}: {message}; retry in {format_duration(when - self.now)}")
+            self.event("Warning", event_reason or reason, f"{message}; retrying with backoff")
         return when
 
     def succeeded(self, reason: str, message: str) -> None:
@@ -100,7 +101,8 @@ class Recorder:
             self.event(type_, reason, message)
 
     def count_refresh(self, result: str) -> None:
-        metrics.REFRESHES.labels(result=result).inc()
+        md = self.body["metadata"]
+        metrics.count_refresh(md.get("namespace", ""), md.get("name", ""), result)
 
     def patch(self) -> dict:
         """The status merge patch: changed fields only (None deletes a field)."""

@@ -160,7 +160,7 @@ class Runtime:
         key = (url, gen)
         if key not in self._clients:
             self._clients[key] = HubSpotClient(
-                url, api_generation=gen, now=self.clock.now, event_hooks={"response": [_count_response]},
+                url, api_generation=gen, now=self.clock.now, observe=metrics.observe_api_call,
                 admit=self._admit, deadline=self.settings.hubspot_call_deadline,
             )
         return self._clients[key]
@@ -218,6 +218,7 @@ class Runtime:
         """Forgets what was learned from a token that is gone from this shard (deleted or relabelled)."""
         self.index.drop(*key)
         self.apps.pop(key, None)
+        metrics.forget_token(*key)  # its counter series leave /metrics
         secrets = getattr(self.kube, "secret_cache", None)
         if secrets is not None:
             secrets.prune(key[0])  # Secrets no token uses any more leave the cache
@@ -231,10 +232,6 @@ class Runtime:
     async def close(self) -> None:
         for c in self._clients.values():
             await c.aclose()
-
-
-async def _count_response(response) -> None:
-    metrics.HUBSPOT_REQUESTS.labels(code=str(response.status_code)).inc()
 
 
 _BULK_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
@@ -268,7 +265,8 @@ async def load_fingerprinter(kube: Kube, settings: Settings) -> Fingerprinter:
             "apiVersion": "v1",
             "kind": "Secret",
             "type": "Opaque",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "hubspot-token-operator"}},
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "hubspot-token-operator",
+                                                   "hubspot-operator.dev/managed-by": "hubspot-token-operator"}},
             "data": {FINGERPRINT_KEY: secrets.token_bytes(32)},
         }
         try:

@@ -9,7 +9,7 @@ from kubernetes.client import ApiException
 from .kube import SecretView
 from .model import TokenSpec
 from . import tenancy
-from .publish import Owner, created_by_us, other_token, owned_by, plan_target
+from .publish import Owner, created_by_us, other_token, owned_by, plan_target, reloader_annotations
 from .recording import Recorder
 from .runtime import Runtime
 
@@ -47,6 +47,7 @@ async def publish_target(
     plan = plan_target(
         spec.target, owner, values, existing, remove_keys=remove,
         published_before=bool(rec.st.secret_mac), record=record, refusal=refusal,
+        reloader=reloader_annotations(spec.type, spec.rollout.restart_on, spec.target.creation_policy),
     )
     if plan.action == "refuse":
         rec.facts.write_problem = (plan.reason, plan.message)

@@ -25,6 +25,7 @@ import traceback
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable, Hashable
 
+from . import metrics
 from .clock import Clock
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class WorkQueue:
         self._heap: list[tuple[datetime, int, Key]] = []
         self._seq = itertools.count()
         self._active: dict[Key, float] = {}  # key -> monotonic start of its reconcile
+        self._late: dict[Key, float] = {}  # key -> seconds it was past due when handed to the workers
+        self._processing: dict[Key, float] = {}  # key -> monotonic time a worker took it
         self._again: dict[Key, datetime] = {}
         self._urgent: set[Key] = set()  # keys scheduled "now, because something changed"
         self._ready: asyncio.PriorityQueue[tuple[int, int, Key]] = asyncio.PriorityQueue()
@@ -66,6 +69,9 @@ class WorkQueue:
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
         clock.on_jump(self.wake)
+        # controller-runtime's workqueue metrics, computed at scrape time (the newest queue is the one served)
+        metrics.WORKQUEUE_DEPTH.set_function(self.depth)
+        metrics.WORKQUEUE_LONGEST.set_function(self.longest_processing)
 
     def wake(self) -> None:
         self._wake.set()
@@ -80,12 +86,15 @@ class WorkQueue:
         at = at or self.clock.now()
         if key in self._active:
             prev = self._again.get(key)
-            self._again[key] = at if prev is None or at < prev else prev
+            if prev is None or at < prev:
+                self._again[key] = at
+                metrics.WORKQUEUE_ADDS.inc()
             return
         prev = self._due.get(key)
         if prev is not None and prev <= at:
             return
         self._due[key] = at
+        metrics.WORKQUEUE_ADDS.inc()
         heapq.heappush(self._heap, (at, next(self._seq), key))
         self._wake.set()
 
@@ -108,6 +117,20 @@ class WorkQueue:
         now = self.clock.now()
         overdue = [(now - at).total_seconds() for at in self._due.values() if at < now]
         return max(overdue, default=0.0)
+
+    def depth(self) -> float:
+        """Keys due now and not yet taken by a worker (keys scheduled for later are not counted, as in
+        controller-runtime's delaying queue); 0 while the queue does not run (a standby)."""
+        if self._stopping or not self._tasks:
+            return 0.0
+        now = self.clock.now()
+        due = list(self._due.values())  # one C-level copy: the scrape runs in another thread than the loop
+        return float(sum(1 for at in due if at <= now) + self._ready.qsize())
+
+    def longest_processing(self) -> float:
+        """Seconds the longest reconcile a worker is running has been running (0 when none is)."""
+        now = time.monotonic()
+        return max((now - started for started in list(self._processing.values())), default=0.0)
 
     def longest_running(self) -> float:
         """Seconds the longest reconcile in flight has been running (0 when none is)."""
@@ -147,6 +170,7 @@ class WorkQueue:
                 del self._due[key]
                 self._urgent.discard(key)
                 self._active[key] = time.monotonic()
+                self._late[key] = max((now - at).total_seconds(), 0.0)
                 self._ready.put_nowait((URGENT if urgent else DUE, next(self._seq), key))
             timeout = 1.0
             if self._heap:
@@ -162,17 +186,24 @@ class WorkQueue:
             _, _, key = await self._ready.get()
             if self._stopping:  # taken off the heap before the stop: leave it for the next process
                 self._active.pop(key, None)
+                self._late.pop(key, None)
                 continue
             nxt: datetime | None = None
+            started = time.monotonic()
+            metrics.WORKQUEUE_QUEUE_SECONDS.observe(self._late.pop(key, 0.0) + started - self._active.get(key, started))
+            self._processing[key] = started
             try:
                 nxt = await self.handler(key)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - one bad object must not stop the queue
                 log.error("reconcile of %s failed (%s); retrying in 30s", key, describe_error(e))
+                metrics.WORKQUEUE_RETRIES.inc()
                 nxt = self.clock.now() + timedelta(seconds=30)
             finally:
                 self._active.pop(key, None)
+                self._processing.pop(key, None)
+                metrics.WORKQUEUE_WORK_SECONDS.observe(time.monotonic() - started)
             again = self._again.pop(key, None)
             for at in (again, nxt):
                 if at is not None:

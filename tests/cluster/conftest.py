@@ -94,6 +94,7 @@ from tests.cluster.harness import Operator, Simulator  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_NS = "hto-system"
+IN_POD_LABEL = "hto.dev/in-pod"
 
 
 @pytest.fixture(scope="session")
@@ -130,8 +131,48 @@ def operator(cluster, core, crds, simulator, tmp_path_factory):
     op = Operator(cluster.kubeconfig, simulator, tmp_path_factory.mktemp("operator") / "operator.log", OPERATOR_NS)
     # A second name for the same simulator, allowed for tokens that set spec.hubspot.baseURL (the operator's
     # allow-list; any other URL is refused: tests/cluster/test_tenancy.py).
-    op.start("--allow-hubspot-url", simulator.url.replace("127.0.0.1", "localhost"))
+    # Tokens labelled IN_POD_LABEL belong to the operator that runs as a pod on the real node
+    # (test_real_node.py): this one leaves them alone, as a second shard would.
+    op.start("--allow-hubspot-url", simulator.url.replace("127.0.0.1", "localhost"),
+             "--token-selector", f"!{IN_POD_LABEL}")
     try:
         yield op
     finally:
         op.stop()
+
+
+@pytest.fixture
+def app(simulator, core, namespace):
+    """A HubSpot app in the simulator with its client Secret (hubspot-app) in the test namespace."""
+    from tests.cluster import tokens
+
+    a = simulator.create_app()
+    tokens.put_secret(core, namespace, "hubspot-app", {"client_id": a["client_id"], "client_secret": a["client_secret"]})
+    tokens.remember(a["client_secret"])
+    return a
+
+
+# ---- the real node (kubelet + containerd + runc) and the operator's own image -------------------------
+
+@pytest.fixture(scope="session")
+def real_node(cluster, tmp_path_factory):
+    """A real node next to the kwok one, with the operator's image (built from the Dockerfile, cached by
+    content) loaded into its containerd. Started by the first test that asks for it; never skipped: on a
+    machine that cannot run it, those tests error with the command that failed."""
+    from hubspot_token_operator.devcluster.images import ensure_images
+    from hubspot_token_operator.devcluster.real_node import RealNode
+
+    if isinstance(cluster, _Existing):
+        pytest.fail("the real-node tests start their own node; against --existing-kubeconfig (kind) use "
+                    "`make kind-test`, which runs them with HTO_TEST_IMAGE on kind's nodes")
+    images = ensure_images(cluster.assets["pause"])
+    print(f"\nimages ready in {images.seconds:.1f}s (built: {', '.join(images.built) or 'nothing, all cached'})")
+    node = RealNode(cluster, tmp_path_factory.mktemp("real-node"), cluster.assets["kubelet"],
+                    images=list(images.archives), sandbox_image=images.pause)
+    node.start()
+    node.image = images.operator
+    print(f"real node Ready in {node.ready_in:.1f}s (images loaded in {node.images_loaded_in:.1f}s)")
+    try:
+        yield node
+    finally:
+        node.stop()

@@ -59,11 +59,30 @@ class Simulator:
     def uninstall(self, refresh_token: str) -> None:
         self.http.delete(f"/_sim/installs/{refresh_token}").raise_for_status()
 
+    def consent(self, hub_id: int, approve: bool = True, scopes: list[str] | None = None) -> dict:
+        """What the simulator's consent screen (GET /oauth/authorize) does next: install in hub_id, or deny."""
+        return self.post("/_sim/consent", {"hub_id": hub_id, "approve": approve, "scopes": scopes})
+
+    def consent_redirect(self, authorize_url: str) -> str:
+        """Visits an install URL as a browser would; returns the redirect target (not followed)."""
+        r = self.http.get(authorize_url, follow_redirects=False)
+        if r.status_code != 302:
+            raise AssertionError(f"authorize answered {r.status_code}: {r.text[:300]}")
+        return r.headers["Location"]
+
     def private_app(self, hub_id: int, scopes: list[str]) -> dict:
         return self.post("/_sim/private-apps", {"hub_id": hub_id, "scopes": scopes})
 
     def rotate(self, app_id, expire: str) -> str:
         return self.post(f"/_sim/private-apps/{app_id}/rotate", {"expire": expire})["token"]
+
+    def cancel_rotation(self, app_id) -> None:
+        """HubSpot's "Cancel rotation" on a pending "expire later" rotation: the new token dies, the old lives."""
+        self.post(f"/_sim/private-apps/{app_id}/cancel-rotation")
+
+    def expire_previous(self, app_id) -> None:
+        """HubSpot's "Expire now" on a pending rotation: only the newest token keeps working."""
+        self.post(f"/_sim/private-apps/{app_id}/expire-previous")
 
     def config(self, **kw) -> dict:
         return self.post("/_sim/config", kw)

@@ -16,15 +16,6 @@ TOKEN_ROUTE = "POST /oauth/2026-03/token"
 HUB = 4242
 
 
-@pytest.fixture
-def app(simulator, core, namespace):
-    """A HubSpot app with its client Secret in the test namespace."""
-    a = simulator.create_app()
-    t.put_secret(core, namespace, "hubspot-app", {"client_id": a["client_id"], "client_secret": a["client_secret"]})
-    t.remember(a["client_secret"])
-    return a
-
-
 def install(simulator, core, namespace, app, name, hub=HUB, scopes=("oauth", "crm.objects.contacts.read")):
     rt = simulator.install(app["client_id"], hub, list(scopes))
     t.put_secret(core, namespace, f"{name}-install", {"refresh_token": rt})
@@ -110,7 +101,7 @@ def test_operator_restart_makes_no_calls_for_tokens_not_due(operator, simulator,
     sig.wait_for_reconciles(operator, since=0, n=3, what="the restarted operator looked at r1, r2, r3")
     assert simulator.calls(TOKEN_ROUTE) == before
     assert sig.metric_sum(operator, "hubspot_token_refresh_total") == 0
-    assert sig.metric_sum(operator, "hubspot_token_hubspot_requests_total") == 0, "the restarted operator called HubSpot"
+    assert sig.metric_sum(operator, "hubspot_token_api_requests_total") == 0, "the restarted operator called HubSpot"
     for n, nxt in statuses.items():
         assert t.get(custom, namespace, n)["status"]["nextRefreshAt"] == nxt
 

@@ -24,10 +24,7 @@ def published(core, ns, target="hubspot-private"):
 @pytest.fixture
 def pat(simulator, core, namespace):
     """A private app in the simulator with its token in the source Secret."""
-    app = simulator.private_app(HUB, SCOPES)
-    t.remember(app["token"])
-    t.put_secret(core, namespace, "pa-source", {"token": app["token"]})
-    return app
+    return t.private_app_in_source(simulator, core, namespace, HUB, SCOPES)
 
 
 def test_rotation_verified_published_overlap_then_dropped(operator, simulator, core, custom, apps, namespace, pat):

@@ -48,6 +48,15 @@ def read_secret(core: client.CoreV1Api, ns: str, name: str) -> dict[str, str] | 
     return out
 
 
+def private_app_in_source(simulator, core: client.CoreV1Api, ns: str, hub: int, scopes: list[str],
+                          secret: str = "pa-source") -> dict:
+    """A private app in the simulator with its token in the source Secret `secret`."""
+    app = simulator.private_app(hub, scopes)
+    remember(app["token"])
+    put_secret(core, ns, secret, {"token": app["token"]})
+    return app
+
+
 def oauth_token(name: str, target: str = "hubspot-access", **spec_overrides) -> dict:
     spec = {
         "type": "OAuth",

@@ -136,7 +136,7 @@ def granted(docs: list[dict]) -> dict[str, set[tuple]]:
     """What the operator's ServiceAccount is granted, keyed by scope ('cluster' or a namespace), following
     the bindings to the roles rendered by the chart."""
     roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
-             for d in docs if d["kind"] in ("Role", "ClusterRole")}
+             for d in docs if d["kind"] in ("Role", "ClusterRole") and not aggregated(d)}
     out: dict[str, set[tuple]] = {}
     for b in docs:
         if b["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
@@ -152,6 +152,11 @@ def granted(docs: list[dict]) -> dict[str, set[tuple]]:
     for kind, _, name in roles:
         assert (kind, name) in bound, f"{kind} {name} is rendered but not bound"
     return out
+
+
+def aggregated(role: dict) -> bool:
+    """An aggregated ClusterRole (rbac.aggregateToDefaultRoles): extends view/edit/admin, bound to nobody."""
+    return any(k.startswith("rbac.authorization.k8s.io/aggregate-to-") for k in role["metadata"].get("labels", {}))
 
 
 def with_names(rules: set[tuple], name: str | None = None) -> set[tuple]:
@@ -179,6 +184,10 @@ LINT_CASES = {
         "tolerations": [{"key": "dedicated", "operator": "Exists"}],
         "priorityClassName": "system-cluster-critical",
         "image": {"digest": "sha256:" + "a" * 64},
+        "networkPolicy": {"enabled": True, "ingress": {"metricsFrom": [{"namespaceSelector": {}}]}},
+        "commonLabels": {"team": "platform"}, "deploymentAnnotations": {"a": "b"},
+        "extraArgs": ["--workers", "4"], "extraVolumes": [{"name": "ca", "emptyDir": {}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/ca"}],
     },
     "single-replica-no-ha": {
         "replicaCount": 1, "leaderElection": {"enabled": False},
@@ -204,14 +213,15 @@ def test_default_render(helm: Path, helm_env: dict, tmp_path: Path) -> None:
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
                             "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service",
-                            "PodDisruptionBudget"])
+                            "PodDisruptionBudget", "CustomResourceDefinition",
+                            "ClusterRole", "ClusterRole"])  # the aggregated -view and -edit
     for d in docs:
         labels = d["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "hubspot-token-operator"
         assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["app.kubernetes.io/version"] == __version__
-        if d["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+        if d["kind"] not in ("ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"):
             assert d["metadata"]["namespace"] == NAMESPACE
 
     c = container(docs)
@@ -393,7 +403,7 @@ def test_service_account_options(helm: Path, helm_env: dict, tmp_path: Path) -> 
 def test_name_overrides(helm: Path, helm_env: dict, tmp_path: Path) -> None:
     docs = render(helm, helm_env, tmp_path, {"fullnameOverride": "hso"})
     assert one(docs, "Deployment")["metadata"]["name"] == "hso"
-    assert {d["metadata"]["name"] for d in find(docs, "ClusterRole")} == {"hso", "hso-discovery"}
+    assert {d["metadata"]["name"] for d in find(docs, "ClusterRole")} == {"hso", "hso-discovery", "hso-view", "hso-edit"}
     docs = render(helm, helm_env, tmp_path, {"nameOverride": "tokens"})
     assert one(docs, "Deployment")["metadata"]["name"] == f"{RELEASE}-tokens"
     assert one(docs, "Deployment")["metadata"]["labels"]["app.kubernetes.io/name"] == "tokens"
@@ -423,17 +433,22 @@ def test_monitoring_and_pdb(helm: Path, helm_env: dict, tmp_path: Path) -> None:
     rule = one(docs, "PrometheusRule", FULLNAME, NAMESPACE)
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert set(alerts) == {"HubSpotTokenExpiringWithoutRefresh", "HubSpotTokenReauthRequired",
-                           "HubSpotTokenRotationDue", "HubSpotTokenOperatorDown", "HubSpotTokenRefreshFailures"}
+                           "HubSpotTokenRotationDue", "HubSpotTokenOperatorDown", "HubSpotTokenRefreshFailures",
+                           "HubSpotTokenNotReady", "HubSpotTokenPreviousTokenInUse", "HubSpotTokenOperatorNoLeader",
+                           "HubSpotTokenWorkQueueStuck"}
     assert "hubspot_token_expiry_timestamp_seconds - time()) < 600" in alerts["HubSpotTokenExpiringWithoutRefresh"]["expr"]
-    assert alerts["HubSpotTokenReauthRequired"]["expr"] == "hubspot_token_reauth_required == 1"
-    assert alerts["HubSpotTokenRotationDue"]["expr"] == "hubspot_token_rotation_due == 1"
+    assert alerts["HubSpotTokenReauthRequired"]["expr"] == \
+        'hubspot_token_status_condition{condition="ReauthRequired", status="True"} == 1'
+    assert alerts["HubSpotTokenRotationDue"]["expr"] == \
+        'hubspot_token_status_condition{condition="RotationDue", status="True"} == 1'
     # The ServiceMonitor's job label is the Service name.
     assert f'up{{job="{svc["metadata"]["name"]}", namespace="{NAMESPACE}"}}' in alerts["HubSpotTokenOperatorDown"]["expr"]
     assert 'hubspot_token_refresh_total{result!="success"}' in alerts["HubSpotTokenRefreshFailures"]["expr"]
     for a in alerts.values():
         assert a["labels"]["severity"] in ("warning", "critical")
         assert a["labels"]["team"] == "platform"
-        assert "{{ $labels" in a["annotations"]["summary"] or a["alert"] == "HubSpotTokenOperatorDown"
+        assert "{{ $labels" in a["annotations"]["summary"] or a["alert"] in (
+            "HubSpotTokenOperatorDown", "HubSpotTokenOperatorNoLeader", "HubSpotTokenWorkQueueStuck")
 
     pdb = one(docs, "PodDisruptionBudget", FULLNAME, NAMESPACE)
     assert pdb["spec"] == {"maxUnavailable": 1, "selector": one(docs, "Deployment")["spec"]["selector"]}
@@ -578,21 +593,381 @@ def test_template_refuses_inconsistent_values(helm: Path, helm_env: dict, tmp_pa
 # ---- CRD -------------------------------------------------------------------------------------------------
 
 
-def test_chart_crd_is_a_verbatim_copy() -> None:
-    """Re-sync with: cp crds/hubspottokens.hubspot-operator.dev.yaml charts/hubspot-token-operator/crds/"""
-    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [CRD_NAME]
-    source, copy = ROOT / "crds" / CRD_NAME, CHART / "crds" / CRD_NAME
+def rendered_crd(helm: Path, env: dict, tmp: Path, values: dict | None = None) -> dict:
+    return one(render(helm, env, tmp, values), "CustomResourceDefinition", "hubspottokens.hubspot-operator.dev")
+
+
+def test_chart_has_no_crds_directory_and_its_crd_copy_is_verbatim() -> None:
+    """Helm installs a chart's crds/ once and never upgrades it, and the same CRD from crds/ and from a template
+    would collide: the CRD is only a template (templates/crds.yaml). Its source, files/crds/, is a verbatim copy.
+    Re-sync with: cp crds/hubspottokens.hubspot-operator.dev.yaml charts/hubspot-token-operator/files/crds/"""
+    assert not (CHART / "crds").exists()
+    assert sorted(p.name for p in (CHART / "files" / "crds").iterdir()) == [CRD_NAME]
+    source, copy = ROOT / "crds" / CRD_NAME, CHART / "files" / "crds" / CRD_NAME
     assert copy.read_bytes() == source.read_bytes(), (
         f"{copy.relative_to(ROOT)} differs from {source.relative_to(ROOT)}; run: "
         f"cp {source.relative_to(ROOT)} {copy.parent.relative_to(ROOT)}/"
     )
 
 
-def test_crd_is_rendered_with_include_crds(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+def test_rendered_crd_is_the_repository_crd(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    """The object `helm install/upgrade` applies is crds/'s object, plus only the chart's labels and the keep
+    annotation."""
+    source = yaml.safe_load((ROOT / "crds" / CRD_NAME).read_text())
+    crd = rendered_crd(helm, helm_env, tmp_path, {"commonLabels": {"team": "platform"}})
+    md, src_md = crd["metadata"], source["metadata"]
+    assert src_md["labels"].items() <= md["labels"].items()
+    assert md["labels"]["app.kubernetes.io/managed-by"] == "Helm" and md["labels"]["team"] == "platform"
+    assert md["annotations"] == {"helm.sh/resource-policy": "keep"}
+    strip = lambda d: {**d, "metadata": {k: v for k, v in d["metadata"].items() if k not in ("labels", "annotations")}}
+    assert strip(crd) == strip(source)
+    assert "namespace" not in md  # cluster-scoped
+    # the chart's RBAC names the CRD's own group and plural
+    assert (crd["spec"]["group"], crd["spec"]["names"]["plural"]) == ("hubspot-operator.dev", "hubspottokens")
+
+
+def test_crds_enabled_and_keep(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    assert "annotations" not in rendered_crd(helm, helm_env, tmp_path, {"crds": {"keep": False}})["metadata"]
+    docs = render(helm, helm_env, tmp_path, {"crds": {"enabled": False}})
+    assert find(docs, "CustomResourceDefinition") == []
+    # --include-crds has nothing extra to add: there is no crds/ directory
     docs = render(helm, helm_env, tmp_path, None, "--include-crds")
-    crd = one(docs, "CustomResourceDefinition", "hubspottokens.hubspot-operator.dev")
-    assert crd["spec"]["group"] == "hubspot-operator.dev"
-    assert [v["name"] for v in crd["spec"]["versions"]] == ["v1alpha1"]
-    # CRDs are not templated: the chart's RBAC must name the CRD's own group and plural.
-    assert crd["spec"]["names"]["plural"] == "hubspottokens"
-    assert "status" in crd["spec"]["versions"][0]["subresources"]
+    assert len(find(docs, "CustomResourceDefinition")) == 1
+
+
+# ---- alerts, runbooks and the Grafana dashboard ------------------------------------------------------------
+
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
+METRICS_DOC = ROOT / "docs" / "metrics.md"
+DASHBOARD = CHART / "dashboards" / "hubspot-token-operator.json"
+
+
+def _documented_metrics() -> dict[str, str]:
+    import re
+    return dict(re.findall(r"^\| `(hubspot_token_\w+)` \| (counter|gauge|histogram|summary) \|",
+                           METRICS_DOC.read_text(), re.M))
+
+
+def _metrics_in(expr: str) -> set[str]:
+    """The operator's metrics an expression reads, histogram samples (_bucket, _count, _sum) by their family."""
+    import re
+    documented = _documented_metrics()
+    out = set()
+    for name in re.findall(r"\bhubspot_token_\w+", expr):
+        base = re.sub(r"_(bucket|count|sum)$", "", name)
+        out.add(base if base != name and documented.get(base) == "histogram" else name)
+    return out
+
+
+def _anchors(markdown: str) -> dict[str, str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    import re
+    out = {}
+    for heading in re.findall(r"^#{1,6} (.+)$", markdown, re.M):
+        out[re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")] = heading.strip()
+    return out
+
+
+def _alerts(helm: Path, helm_env: dict, tmp_path: Path) -> dict[str, dict]:
+    docs = render(helm, helm_env, tmp_path, {"prometheusRule": {"enabled": True}})
+    rule = one(docs, "PrometheusRule", FULLNAME, NAMESPACE)
+    return {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+
+
+def test_every_alert_links_its_own_runbook_section(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    alerts = _alerts(helm, helm_env, tmp_path)
+    anchors = _anchors(RUNBOOKS.read_text())
+    sections = {h for h in anchors.values() if h.startswith("HubSpotToken")}
+    assert sections == set(alerts), "docs/runbooks.md needs one section per alert, and no other alert sections"
+    for name, alert in alerts.items():
+        url = alert["annotations"].get("runbook_url", "")
+        page, _, anchor = url.partition("#")
+        assert page.startswith("https://") and page.endswith("/docs/runbooks.md"), f"{name}: {url}"
+        assert anchors.get(anchor) == name, f"{name}: anchor #{anchor} is not its section in docs/runbooks.md"
+
+
+def test_every_metric_in_an_alert_is_documented(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    documented = _documented_metrics()
+    used = set()
+    for name, alert in _alerts(helm, helm_env, tmp_path).items():
+        metrics = _metrics_in(alert["expr"])
+        assert metrics or name == "HubSpotTokenOperatorDown", f"{name} reads no operator metric"
+        assert metrics <= set(documented), f"{name} reads undocumented {metrics - set(documented)}"
+        used |= metrics
+    # the alerts that matter read the per-token and operator signals the docs describe
+    assert {"hubspot_token_status_condition", "hubspot_token_expiry_timestamp_seconds",
+            "hubspot_token_previous_token_until_timestamp_seconds", "hubspot_token_refresh_total",
+            "hubspot_token_operator_leader", "hubspot_token_workqueue_depth"} <= used
+
+
+def test_operator_level_alerts_are_scoped_to_this_release(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    alerts = _alerts(helm, helm_env, tmp_path)
+    scope = f'job="{FULLNAME}-metrics", namespace="{NAMESPACE}"'
+    for name in ("HubSpotTokenOperatorDown", "HubSpotTokenOperatorNoLeader", "HubSpotTokenWorkQueueStuck"):
+        expr = alerts[name]["expr"]
+        import re
+        selectors = re.findall(r"(?:up|hubspot_token_\w+)\{([^}]*)\}", expr)
+        assert selectors and all(s == scope for s in selectors), f"{name}: {expr}"
+
+
+def test_dashboard_is_valid_and_reads_only_documented_metrics() -> None:
+    import json
+    dash = json.loads(DASHBOARD.read_text())
+    titles = {p["title"] for p in dash["panels"]}
+    assert {"Tokens by Ready", "Expiring soon", "Refreshes/s by result", "Failures by token", "HubSpot API latency",
+            "Kubernetes API latency", "Work queue depth", "Leader"} <= titles
+    assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+    documented = set(_documented_metrics())
+    for p in dash["panels"]:
+        assert p["targets"], p["title"]
+        for t in p["targets"]:
+            used = _metrics_in(t["expr"])
+            assert used and used <= documented, f"{p['title']}: {used - documented}"
+            assert p["datasource"]["uid"] == "${datasource}"  # no datasource of one installation baked in
+
+
+def test_dashboard_configmap(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    assert not find(render(helm, helm_env, tmp_path), "ConfigMap", f"{FULLNAME}-dashboard")
+    docs = render(helm, helm_env, tmp_path, {"grafana": {"dashboard": {"enabled": True}}})
+    cm = one(docs, "ConfigMap", f"{FULLNAME}-dashboard", NAMESPACE)
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["data"]["hubspot-token-operator.json"] == DASHBOARD.read_text().rstrip("\n")
+    docs = render(helm, helm_env, tmp_path, {"grafana": {"dashboard": {
+        "enabled": True, "namespace": "monitoring", "labels": {"grafana_dashboard": None, "dashboards": "hubspot"},
+        "annotations": {"grafana_folder": "HubSpot"}}}})
+    cm = one(docs, "ConfigMap", f"{FULLNAME}-dashboard", "monitoring")
+    assert cm["metadata"]["labels"]["dashboards"] == "hubspot" and "grafana_dashboard" not in cm["metadata"]["labels"]
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "HubSpot"}
+
+
+def test_schema_refuses_unknown_grafana_keys(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    for values, field in (({"grafana": {"dashbord": {}}}, "dashbord"),
+                          ({"grafana": {"dashboard": {"enabled": "yes"}}}, "/grafana/dashboard/enabled")):
+        proc = run_helm(helm, helm_env, "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+                        values=values, tmp=tmp_path)
+        assert proc.returncode != 0 and "schema" in proc.stderr and field in proc.stderr, proc.stderr
+
+
+# ---- knobs, aggregated roles, NetworkPolicy, the chart README (issue #14) ----------------------------------
+
+
+def test_extra_args_volumes_and_deployment_annotations(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    docs = render(helm, helm_env, tmp_path, {
+        "watch": {"mode": "namespaces", "namespaces": ["a"]},
+        "extraArgs": ["--hubspot-call-deadline", "8"],
+        "extraVolumes": [{"name": "ca", "configMap": {"name": "corp-ca"}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/corp-ca", "readOnly": True}],
+        "deploymentAnnotations": {"reloader.stakater.com/auto": "false"},
+        "podAnnotations": {"p": "1"},
+    })
+    dep = one(docs, "Deployment")
+    assert dep["metadata"]["annotations"] == {"reloader.stakater.com/auto": "false"}
+    assert dep["spec"]["template"]["metadata"]["annotations"] == {"p": "1"}  # pods keep their own
+    c = container(docs)
+    assert c["args"] == ["--namespace", "a", "--hubspot-call-deadline", "8"]  # appended after the chart's own
+    args = build_parser().parse_args(["run", *c["args"]])
+    assert args.namespace == ["a"] and args.hubspot_call_deadline == 8
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["name"] == "tmp" and pod["volumes"][1] == {"name": "ca", "configMap": {"name": "corp-ca"}}
+    assert {"name": "ca", "mountPath": "/etc/corp-ca", "readOnly": True} in c["volumeMounts"]
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/tmp", "/etc/corp-ca"}
+
+    dep = one(render(helm, helm_env, tmp_path), "Deployment")
+    assert "annotations" not in dep["metadata"]
+    assert [v["name"] for v in dep["spec"]["template"]["spec"]["volumes"]] == ["tmp"]
+
+
+def test_host_network_and_dns_policy_are_kept(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    pod = one(render(helm, helm_env, tmp_path, {"hostNetwork": True}), "Deployment")["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+
+
+def test_common_labels_are_on_every_object(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    docs = render(helm, helm_env, tmp_path, {
+        "commonLabels": {"team": "platform", "app.kubernetes.io/name": "not-this", "app.kubernetes.io/component": "x"},
+        "serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
+        "grafana": {"dashboard": {"enabled": True}}, "networkPolicy": {"enabled": True},
+        "watch": {"mode": "namespaces", "namespaces": ["a", "b"]}, "podLabels": {"pod-only": "yes"},
+    })
+    kinds = {d["kind"] for d in docs}
+    assert {"CustomResourceDefinition", "NetworkPolicy", "ServiceMonitor", "PrometheusRule", "ConfigMap",
+            "PodDisruptionBudget", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} <= kinds
+    for d in docs:
+        labels = d["metadata"]["labels"]
+        assert labels["team"] == "platform", f"{d['kind']} {d['metadata']['name']}"
+        assert labels["app.kubernetes.io/name"] == "hubspot-token-operator"  # the chart's own labels win
+        assert labels.get("app.kubernetes.io/component") in (None, "operator", "metrics")
+        assert "pod-only" not in labels
+    tpl_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert tpl_labels["pod-only"] == "yes" and "team" not in tpl_labels
+
+
+def _by_name(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in find(docs, kind)}
+
+
+def test_aggregated_cluster_roles_for_hubspottokens(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    roles = _by_name(render(helm, helm_env, tmp_path), "ClusterRole")
+    view, edit = roles[f"{FULLNAME}-view"], roles[f"{FULLNAME}-edit"]
+    agg = "rbac.authorization.k8s.io/aggregate-to-"
+    assert {k[len(agg):] for k, v in view["metadata"]["labels"].items() if k.startswith(agg) and v == "true"} == {
+        "view", "edit", "admin"}
+    assert {k[len(agg):] for k, v in edit["metadata"]["labels"].items() if k.startswith(agg) and v == "true"} == {
+        "edit", "admin"}
+    G, R = "hubspot-operator.dev", "hubspottokens"
+    assert expand(view["rules"]) == {(G, R, v, None) for v in ("get", "list", "watch")}
+    assert expand(edit["rules"]) == {(G, R, v, None) for v in (
+        "get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")}
+    # nobody but the operator writes status; nothing else is granted through view/edit/admin
+    for role in (view, edit):
+        assert all(r["resources"] == [R] and r["apiGroups"] == [G] for r in role["rules"])
+    # bound to nobody by the chart: what the operator's ServiceAccount gets is unchanged (test_rbac_*)
+    docs = render(helm, helm_env, tmp_path)
+    assert not any(b["roleRef"]["name"] in (f"{FULLNAME}-view", f"{FULLNAME}-edit") for b in docs if "roleRef" in b)
+
+    for values in ({"rbac": {"aggregateToDefaultRoles": False}}, {"rbac": {"create": False}}):
+        names = set(_by_name(render(helm, helm_env, tmp_path, values), "ClusterRole"))
+        assert not names & {f"{FULLNAME}-view", f"{FULLNAME}-edit"}, values
+
+
+def _egress_to(policy: dict) -> list[tuple[set, set]]:
+    """Egress rules as (peers, ports): peers as ipBlock CIDRs or 'ns:<name>' strings, ports as (port, proto)."""
+    out = []
+    for rule in policy["spec"]["egress"]:
+        peers = set()
+        for p in rule.get("to", []):
+            if "ipBlock" in p:
+                peers.add(p["ipBlock"]["cidr"])
+            else:
+                peers.add("ns:" + p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
+        out.append((peers, {(p["port"], p["protocol"]) for p in rule["ports"]}))
+    return out
+
+
+def test_network_policy(helm: Path, helm_env: dict, tmp_path: Path) -> None:
+    assert find(render(helm, helm_env, tmp_path), "NetworkPolicy") == []
+    docs = render(helm, helm_env, tmp_path, {"networkPolicy": {"enabled": True}})
+    np = one(docs, "NetworkPolicy", FULLNAME, NAMESPACE)
+    assert np["spec"]["podSelector"] == one(docs, "Deployment")["spec"]["selector"]
+    assert np["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert _egress_to(np) == [
+        ({"0.0.0.0/0"}, {(443, "TCP"), (6443, "TCP")}),  # API server
+        ({"0.0.0.0/0"}, {(443, "TCP")}),  # HubSpot: no fixed ranges
+        ({"ns:kube-system"}, {(53, "UDP"), (53, "TCP")}),  # DNS
+    ]
+    ingress = np["spec"]["ingress"]
+    assert [r["ports"] for r in ingress] == [[{"port": "metrics", "protocol": "TCP"}],
+                                             [{"port": "health", "protocol": "TCP"}]]
+    assert all("from" not in r for r in ingress)
+    # the named ports exist on the container
+    assert {p["name"] for p in container(docs)["ports"]} == {"metrics", "health"}
+
+    prom = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]
+    docs = render(helm, helm_env, tmp_path, {"networkPolicy": {
+        "enabled": True,
+        "apiServer": {"cidrs": ["10.0.0.1/32"], "ports": [6443]},
+        "hubspot": {"cidrs": ["192.0.2.10/32"], "ports": [3128]},
+        "dns": {"enabled": True, "podSelector": {"k8s-app": "kube-dns"}},
+        "ingress": {"metricsFrom": prom, "healthFrom": [{"ipBlock": {"cidr": "10.1.0.0/16"}}]},
+        "extraEgress": [{"to": [{"ipBlock": {"cidr": "198.51.100.0/24"}}], "ports": [{"port": 8443, "protocol": "TCP"}]}],
+    }})
+    np = one(docs, "NetworkPolicy")
+    assert _egress_to(np) == [({"10.0.0.1/32"}, {(6443, "TCP")}), ({"192.0.2.10/32"}, {(3128, "TCP")}),
+                              ({"ns:kube-system"}, {(53, "UDP"), (53, "TCP")}),
+                              ({"198.51.100.0/24"}, {(8443, "TCP")})]
+    assert np["spec"]["egress"][2]["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    assert np["spec"]["ingress"][0]["from"] == prom
+    assert np["spec"]["ingress"][1]["from"] == [{"ipBlock": {"cidr": "10.1.0.0/16"}}]
+    np = one(render(helm, helm_env, tmp_path, {"networkPolicy": {"enabled": True, "dns": {"enabled": False}}}),
+             "NetworkPolicy")
+    assert all(53 not in {p for p, _ in ports} for _, ports in _egress_to(np))
+
+
+NEW_INVALID = {
+    "crds-unknown-key": ({"crds": {"install": True}}, "install"),
+    "crds-keep-string": ({"crds": {"keep": "yes"}}, "/crds/keep"),
+    "extra-args-not-strings": ({"extraArgs": [{"a": 1}]}, "/extraArgs/0"),
+    "extra-volume-no-name": ({"extraVolumes": [{"emptyDir": {}}]}, "/extraVolumes/0"),
+    "extra-mount-no-path": ({"extraVolumeMounts": [{"name": "x"}]}, "/extraVolumeMounts/0"),
+    "common-labels-not-strings": ({"commonLabels": {"a": {"b": 1}}}, "/commonLabels/a"),
+    "deployment-annotations-list": ({"deploymentAnnotations": ["a"]}, "/deploymentAnnotations"),
+    "rbac-aggregate-string": ({"rbac": {"aggregateToDefaultRoles": "yes"}}, "/rbac/aggregateToDefaultRoles"),
+    "netpol-unknown-key": ({"networkPolicy": {"enabled": True, "egress": []}}, "egress"),
+    "netpol-bad-cidr": ({"networkPolicy": {"apiServer": {"cidrs": ["10.0.0.1"]}}}, "/networkPolicy/apiServer/cidrs/0"),
+    "netpol-bad-port": ({"networkPolicy": {"hubspot": {"ports": [0]}}}, "/networkPolicy/hubspot/ports/0"),
+    "netpol-peer-unknown": ({"networkPolicy": {"ingress": {"metricsFrom": [{"namespace": "x"}]}}},
+                            "/networkPolicy/ingress/metricsFrom/0"),
+}
+
+
+@pytest.mark.parametrize("case", NEW_INVALID, ids=list(NEW_INVALID))
+def test_schema_refuses_bad_new_values(helm: Path, helm_env: dict, tmp_path: Path, case: str) -> None:
+    values, field = NEW_INVALID[case]
+    proc = run_helm(helm, helm_env, "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+                    values=values, tmp=tmp_path)
+    assert proc.returncode != 0, f"helm accepted {values}"
+    assert "schema" in proc.stderr and field in proc.stderr, proc.stderr
+
+
+def _value_keys(values: dict, prefix: str = "") -> list[str]:
+    """Every key of values.yaml as a dotted path (maps with content are walked, their own key included)."""
+    out = []
+    for k, v in values.items():
+        path = f"{prefix}{k}"
+        out.append(path)
+        if isinstance(v, dict) and v:
+            out += _value_keys(v, path + ".")
+    return out
+
+
+def test_chart_readme_documents_every_value() -> None:
+    import re
+    readme = (CHART / "README.md").read_text()
+    rows = set(re.findall(r"^\| `([^`]+)` \|", readme, re.M))
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    leaves = [k for k in _value_keys(values) if not isinstance(_get(values, k), dict) or not _get(values, k)]
+    # a row documents its key; a map documented as a whole (securityContext, resources) covers its children
+    covered = lambda k: any(".".join(k.split(".")[:i]) in rows for i in range(1, k.count(".") + 2))
+    missing = [k for k in leaves if not covered(k)]
+    assert not missing, f"charts/hubspot-token-operator/README.md has no table row for: {missing}"
+    for whole in ("podSecurityContext", "securityContext", "resources", "grafana.dashboard.labels"):
+        assert whole in rows, whole
+    unknown = [r for r in rows if _get(values, r, _MISSING) is _MISSING
+               and r not in ("podDisruptionBudget.minAvailable", "podDisruptionBudget.maxUnavailable")]
+    assert not unknown, f"README rows for keys values.yaml does not have: {unknown}"
+    for section in ("## Install", "## Upgrade", "## Uninstall", "## Values"):
+        assert section in readme, section
+
+
+def test_every_value_has_a_doc_comment_or_a_documented_parent() -> None:
+    """helm-docs style: every top-level key and every new issue-#14 key carries a `# --` comment."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    documented = set()
+    for i, line in enumerate(lines):
+        key = line.split(":", 1)[0].strip()
+        j = i - 1
+        while j >= 0 and lines[j].lstrip().startswith("#") and not lines[j].lstrip().startswith("# --"):
+            j -= 1
+        if j >= 0 and lines[j].lstrip().startswith("# --"):
+            documented.add((len(line) - len(line.lstrip()), key))
+    for key in ("crds", "commonLabels", "extraArgs", "extraEnv", "extraVolumes", "extraVolumeMounts",
+                "deploymentAnnotations", "podLabels", "topologySpreadConstraints", "logLevel", "logFormat"):
+        if key == "crds":
+            assert {(2, "enabled"), (2, "keep")} <= documented
+        else:
+            assert (0, key) in documented, key
+    for key in ("enabled", "cidrs", "ports", "metricsFrom", "healthFrom", "extraEgress", "aggregateToDefaultRoles"):
+        assert any(k == key for _, k in documented), key
+
+
+_MISSING = object()
+
+
+def _get(values: dict, path: str, default: Any = None) -> Any:
+    cur: Any = values
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return default
+        cur = cur[part]
+    return cur

@@ -68,6 +68,10 @@ class FakeAPI:
         self.wrote = False
         self.polls = 0
         self.secret_reads_forbidden = False
+        self.deployments: list[dict] = []
+        self.crd: dict | None = crd_object()
+        self.denied: set[tuple] = set()  # (verb, resource) the access reviews deny
+        self.fail: dict[str, Exception] = {}  # method name -> the error it raises
         for name, data in (secrets or {}).items():
             self.secrets[(NS, name)] = {
                 "metadata": {"name": name, "namespace": NS, "resourceVersion": self._next(), "labels": {"a": "b"},
@@ -95,7 +99,9 @@ class FakeAPI:
 
     def list_tokens(self, namespace, label_selector=None):
         self.calls.append(("list_tokens", namespace, label_selector))
-        out = [copy.deepcopy(t) for (ns, _), t in sorted(self.tokens.items()) if ns == namespace]
+        if "list_tokens" in self.fail:
+            raise self.fail["list_tokens"]
+        out = [copy.deepcopy(t) for (ns, _), t in sorted(self.tokens.items()) if namespace in (None, ns)]
         if label_selector:
             k, v = label_selector.split("=")
             out = [t for t in out if (t["metadata"].get("labels") or {}).get(k) == v]
@@ -148,6 +154,43 @@ class FakeAPI:
 
     def writes(self, verb):
         return [c for c in self.calls if c[0] == verb]
+
+    def list_deployments(self, namespace, label_selector):
+        self.calls.append(("list_deployments", namespace, label_selector))
+        if "list_deployments" in self.fail:
+            raise self.fail["list_deployments"]
+        k, v = label_selector.split("=")
+        return [copy.deepcopy(d) for d in self.deployments if namespace in (None, d["metadata"]["namespace"])
+                and d["metadata"].get("labels", {}).get(k) == v]
+
+    def get_crd(self, name):
+        if "get_crd" in self.fail:
+            raise self.fail["get_crd"]
+        if self.crd is None:
+            raise NotFound(404, f'customresourcedefinitions.apiextensions.k8s.io "{name}" not found')
+        return copy.deepcopy(self.crd)
+
+    def access_review(self, namespace, verb, resource, group=""):
+        self.calls.append(("access_review", namespace, verb, resource, group))
+        return {"allowed": (verb, resource) not in self.denied}
+
+    def server_version(self):
+        return "v1.32.4"
+
+
+def crd_object(established="True", served=("v1alpha1",)) -> dict:
+    return {"metadata": {"name": "hubspottokens.hubspot-operator.dev"},
+            "spec": {"versions": [{"name": v, "served": True, "storage": i == 0} for i, v in enumerate(served)]},
+            "status": {"conditions": [{"type": "Established", "status": established}]}}
+
+
+def operator_deployment(ns="hto-system", name="hto", ready=1, replicas=1, tag="0.1.0", labels=None) -> dict:
+    return {"metadata": {"namespace": ns, "name": name, "labels": labels or {
+                "app.kubernetes.io/name": "hubspot-token-operator", "app.kubernetes.io/version": tag}},
+            "spec": {"replicas": replicas, "template": {"spec": {"containers": [
+                {"name": "sidecar", "image": "busybox:1"},
+                {"name": "operator", "image": f"ghcr.io/example/hubspot-token-operator:{tag}"}]}}},
+            "status": {"readyReplicas": ready}}
 
 
 class FakeClock:
@@ -731,3 +774,534 @@ current-context: c
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ---- list (status without NAME), -A, -l, -o json|yaml -------------------------------------------------
+
+import json  # noqa: E402
+
+import yaml  # noqa: E402
+
+from hubspot_token_operator.kubectl_plugin import api as plugin_api  # noqa: E402
+from hubspot_token_operator.kubectl_plugin import completion, inspect, operator_info, output  # noqa: E402
+from hubspot_token_operator.kubectl_plugin.check import crd_verdict  # noqa: E402
+from hubspot_token_operator.kubectl_plugin.status import list_table, next_step, summary  # noqa: E402
+
+
+def fleet() -> FakeAPI:
+    ready = {"type": "Ready", "status": "True", "reason": "TokenPublished", "message": "published"}
+    app = oauth("app", status={"expiresAt": "2026-03-01T12:30:00Z", "nextRefreshAt": "2026-03-01T12:20:00Z",
+                               "conditions": [ready]})
+    app["metadata"].update(labels={"team": "crm"}, creationTimestamp="2026-02-28T12:00:00Z")
+    pa = private_app("crm", status={"conditions": [{"type": "Ready", "status": "False", "reason": "RotationRejected"}],
+                                    "privateApp": {"lastOutcome": "Rejected", "lastOutcomeReason": "HubMismatch",
+                                                   "nextVerifyAt": "2026-03-01T13:00:00Z"}})
+    pa["metadata"]["creationTimestamp"] = "2026-03-01T11:55:00Z"
+    other = oauth("far")
+    other["metadata"]["namespace"] = "team-b"
+    return FakeAPI(app, pa, other)
+
+
+def test_status_without_name_lists_the_namespace_as_an_aligned_table():
+    api = fleet()
+    for argv in (["status"], ["list"]):
+        rc, out, err = run(api, *argv)
+        assert rc == 0, err
+        lines = out.splitlines()
+        assert lines[0].split() == ["NAME", "TYPE", "READY", "REASON", "EXPIRES", "NEXT", "AGE"]
+        assert lines[1].split()[:4] == ["app", "OAuth", "True", "TokenPublished"]
+        assert "in 30m" in lines[1] and "refresh in 20m" in lines[1] and lines[1].endswith("1d")
+        assert "Rejected (HubMismatch), verify in 1h" in lines[2] and lines[2].endswith("5m")
+        assert "far" not in out  # another namespace
+        # aligned: every column starts at the same offset on every line
+        assert len({line.index(word) for line, word in zip(lines, ["TYPE", "OAuth", "PrivateApp"])}) == 1
+        assert "\x1b[" not in out  # not a terminal: no colour
+    assert ("list_tokens", NS, None) in api.calls
+
+
+def test_list_all_namespaces_and_selector_reach_the_api():
+    api = fleet()
+    rc, out, _ = run(api, "status", "-A")
+    assert rc == 0 and out.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
+    assert any(line.split()[:2] == ["team-b", "far"] for line in out.splitlines())
+    assert ("list_tokens", None, None) in api.calls
+    rc, out, _ = run(api, "list", "-l", "team=crm")
+    assert rc == 0 and ("list_tokens", NS, "team=crm") in api.calls
+    assert "app" in out and "crm" not in out.split("\n", 1)[1].replace("team=crm", "")
+    rc, out, _ = run(api, "status", "-l", "team=none")
+    assert rc == 0 and "No hubspottokens matching 'team=none' found in namespace team-a." in out
+    rc, _, err = run(api, "status", "app", "-A")
+    assert rc == 1 and "without NAME" in err
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_list_machine_output_shape(fmt):
+    rc, out, err = run(fleet(), "status", "-A", "-o", fmt)
+    assert rc == 0, err
+    doc = json.loads(out) if fmt == "json" else yaml.safe_load(out)
+    assert doc["apiVersion"] == output.DOC_API_VERSION and doc["kind"] == "TokenList"
+    assert doc["namespace"] is None and doc["selector"] is None
+    by_name = {i["name"]: i for i in doc["items"]}
+    assert set(by_name) == {"app", "crm", "far"}
+    assert set(by_name["app"]) == {"namespace", "name", "type", "ready", "reason", "message", "suspended", "target",
+                                   "hubId", "expiresAt", "nextRefreshAt", "lastRefreshTime", "rotation",
+                                   "creationTimestamp"}
+    assert by_name["app"]["expiresAt"] == "2026-03-01T12:30:00Z" and by_name["app"]["rotation"] is None
+    assert by_name["crm"]["rotation"]["lastOutcomeReason"] == "HubMismatch" and by_name["crm"]["ready"] == "False"
+    assert by_name["far"]["ready"] == "Unknown"
+
+
+def test_status_name_machine_output_has_conditions_and_events():
+    events = [{"involvedObject": {"name": "app", "uid": "uid-app"}, "type": "Normal", "reason": "Refreshed",
+               "message": "ok", "lastTimestamp": "2026-03-01T11:00:00Z"}]
+    api = fleet()
+    api.events = events
+    rc, out, err = run(api, "status", "app", "-o", "json")
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["kind"] == "TokenStatus" and doc["name"] == "app" and doc["conditions"][0]["type"] == "Ready"
+    assert doc["events"] == [{"time": "2026-03-01T11:00:00Z", "type": "Normal", "reason": "Refreshed", "count": 1,
+                              "message": "ok"}]
+    assert doc["rollout"]["summary"] == "no restart targets" and doc["failures"]["count"] == 0
+
+
+def test_colour_only_on_a_terminal_without_no_color():
+    class TTY(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert output.use_color(TTY(), {}) and not output.use_color(TTY(), {"NO_COLOR": ""})
+    assert not output.use_color(io.StringIO(), {})
+    lines = output.table(["A", "READY"], [["x", "True"], ["longer", "False"]], color=True)
+    assert "\x1b[32mTrue\x1b[0m" in lines[1] and "\x1b[31mFalse\x1b[0m" in lines[2]
+    plain = [output._ANSI.sub("", line) for line in lines]
+    assert plain == output.table(["A", "READY"], [["x", "True"], ["longer", "False"]])
+    assert plain[1].index("True") == plain[0].index("READY")
+
+    out, err = TTY(), io.StringIO()
+    assert main(["list"], api=fleet(), stdout=out, stderr=err, now=lambda: NOW, environ={}) == 0
+    assert "\x1b[32mTrue" in out.getvalue()
+    out = TTY()
+    main(["list"], api=fleet(), stdout=out, stderr=err, now=lambda: NOW, environ={"NO_COLOR": "1"})
+    assert "\x1b[" not in out.getvalue()
+    out = TTY()
+    main(["list", "-o", "json"], api=fleet(), stdout=out, stderr=err, now=lambda: NOW, environ={})
+    assert "\x1b[" not in out.getvalue() and json.loads(out.getvalue())["kind"] == "TokenList"
+
+
+def test_next_step_and_relative_times():
+    item = summary(oauth("x", status={"nextRefreshAt": "2026-03-01T11:59:00Z"}))
+    assert next_step(item, NOW) == "refresh 1m ago"
+    assert next_step({**item, "suspended": True}, NOW) == "suspended"
+    assert next_step(summary(private_app(status={"privateApp": {"lastOutcome": "Published",
+                                                                 "lastOutcomeReason": "Verified"}})), NOW) == "Published"
+    assert list_table([], NOW) == ["NAME  TYPE  READY  REASON  EXPIRES  NEXT  AGE"]
+
+
+# ---- errors that say what to do --------------------------------------------------------------------------
+
+
+def test_no_such_token_names_it_and_suggests_listing():
+    rc, _, err = run(FakeAPI(), "status", "nope", "-n", "team-z")
+    assert rc == 1
+    assert "hubspottoken 'nope' not found in namespace 'team-z'" in err and "kubectl hubspot status -n team-z" in err
+    rc, out, err = run(FakeAPI(), "status", "nope", "-o", "json")
+    assert rc == 1 and json.loads(out) == {"apiVersion": output.DOC_API_VERSION, "kind": "Error",
+                                            "reason": "NotFound", "message": err.strip().removeprefix("error: ")}
+
+
+# Bodies as kube-apiserver 1.32 sends them (captured from the local control plane).
+FORBIDDEN_BODY = json.dumps({
+    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Forbidden", "code": 403,
+    "message": 'hubspottokens.hubspot-operator.dev is forbidden: User "system:serviceaccount:t-1:nobody" cannot '
+               'list resource "hubspottokens" in API group "hubspot-operator.dev" in the namespace "t-1"',
+    "details": {"group": "hubspot-operator.dev", "kind": "hubspottokens"}})
+CLUSTER_FORBIDDEN = ('deployments.apps is forbidden: User "bob" cannot list resource "deployments" in API group '
+                     '"apps" at the cluster scope')
+TYPE_404_BODY = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                            "message": "the server could not find the requested resource", "reason": "NotFound",
+                            "details": {}, "code": 404})
+OBJECT_404_BODY = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                              "message": 'hubspottokens.hubspot-operator.dev "x" not found', "reason": "NotFound",
+                              "details": {"name": "x", "group": "hubspot-operator.dev", "kind": "hubspottokens"},
+                              "code": 404})
+
+
+def test_forbidden_names_verb_resource_namespace_and_user():
+    e = plugin_api.classify(403, FORBIDDEN_BODY, "HTTP 403 Forbidden: " + json.loads(FORBIDDEN_BODY)["message"],
+                            ("list", "hubspottokens.hubspot-operator.dev", "t-1", True))
+    assert isinstance(e, plugin_api.Forbidden) and e.reason == "Forbidden"
+    assert (e.verb, e.resource, e.namespace, e.user) == ("list", "hubspottokens.hubspot-operator.dev", "t-1",
+                                                         "system:serviceaccount:t-1:nobody")
+    assert str(e).startswith('permission denied: user "system:serviceaccount:t-1:nobody" cannot list '
+                             "hubspottokens.hubspot-operator.dev in namespace t-1")
+    assert "kubectl hubspot check -n t-1" in str(e)
+    e = plugin_api.classify(403, None, "HTTP 403 Forbidden: " + CLUSTER_FORBIDDEN, ("list", "deployments.apps", None, False))
+    assert "cannot list deployments.apps across all namespaces" in str(e) and e.namespace is None
+    # a message in an unknown shape: the request itself still names what was refused
+    e = plugin_api.classify(403, None, "HTTP 403 Forbidden", ("update", "secrets", "team-a", False))
+    assert "you cannot update secrets in namespace team-a" in str(e)
+
+
+def test_crd_missing_is_told_apart_from_a_missing_object():
+    e = plugin_api.classify(404, TYPE_404_BODY, "HTTP 404 Not Found", ("get", "hubspottokens", "t", True))
+    assert isinstance(e, plugin_api.CRDMissing) and e.reason == "CRDMissing"
+    assert str(e) == ("CRD hubspottokens.hubspot-operator.dev is not installed: kubectl apply -f crds/ or install "
+                      "the chart")
+    e = plugin_api.classify(404, OBJECT_404_BODY, "HTTP 404 Not Found", ("get", "hubspottokens", "t", True))
+    assert isinstance(e, NotFound) and not isinstance(e, plugin_api.CRDMissing)
+    # Secrets are core: a 404 there is never "CRD missing"
+    e = plugin_api.classify(404, TYPE_404_BODY, "HTTP 404", ("get", "secrets", "t", False))
+    assert type(e) is NotFound
+    api = FakeAPI()
+    api.fail["list_tokens"] = plugin_api.CRDMissing()
+    rc, out, err = run(api, "list", "-o", "yaml")
+    assert rc == 1 and "kubectl apply -f crds/ or install the chart" in err
+    assert yaml.safe_load(out)["reason"] == "CRDMissing"
+
+
+def test_no_operator_is_warned_before_waiting_and_named_on_timeout():
+    api = FakeAPI(oauth("app"))
+    rc, out, err = run(api, "refresh", "app", "--wait", "--timeout", "2s")
+    assert rc == 3
+    assert "warning: no hubspot-token-operator Deployment found in any namespace" in err
+    assert "no running operator seen" in err
+    assert ("list_deployments", None, operator_info.DEFAULT_SELECTOR) in api.calls
+    api.deployments = [operator_deployment(ready=0)]
+    rc, _, err = run(api, "refresh", "app", "--wait", "--timeout", "1s")
+    assert "has no ready replica: hto-system/hto (0/1 ready)" in err
+    api.deployments = [operator_deployment()]
+    rc, _, err = run(api, "refresh", "app", "--wait", "--timeout", "1s", "--operator-namespace", "hto-system")
+    assert rc == 3 and "no running operator" not in err and "warning" not in err
+    assert ("list_deployments", "hto-system", operator_info.DEFAULT_SELECTOR) in api.calls
+    api.fail["list_deployments"] = plugin_api.forbidden("", "list", "deployments.apps", None)
+    rc, _, err = run(api, "refresh", "app", "--wait", "--timeout", "1s")
+    assert "could not look for the operator Deployment: permission denied" in err
+    # no wait, no lookup
+    api.calls.clear()
+    run(api, "refresh", "app")
+    assert not [c for c in api.calls if c[0] == "list_deployments"]
+
+
+def test_rotate_machine_output_and_no_operator_warning():
+    api = FakeAPI(private_app())
+    api.operator = operator_script(lambda v: published(v))
+    rc, out, err = run(api, "rotate", "crm", "-o", "json", stdin=TOKEN)
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["kind"] == "RotateResult" and doc["outcome"] == "Published" and doc["write"] == "created"
+    assert doc["secret"] == "crm-pat" and doc["key"] == "token" and doc["previousUntil"] == "2026-03-08T12:00:00Z"
+    assert "no hubspot-token-operator Deployment found" in err  # stdout is only the document
+    assert "verified and published" in err
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_refresh_machine_output(fmt):
+    api = FakeAPI(oauth("app"), private_app("pa"))
+    rc, out, err = run(api, "refresh", "--all", "-o", fmt)
+    assert rc == 0, err
+    doc = json.loads(out) if fmt == "json" else yaml.safe_load(out)
+    assert doc["kind"] == "RefreshResult" and doc["requestedAt"] == "2026-03-01T12:00:00.000Z"
+    assert {t["name"]: t["outcome"] for t in doc["tokens"]} == {"app": "Requested", "pa": "Skipped"}
+    assert "refresh requested" in err
+
+
+# ---- version and check -----------------------------------------------------------------------------------
+
+
+def test_image_tags():
+    assert operator_info.image_tag("ghcr.io/x/op:0.1.0") == "0.1.0"
+    assert operator_info.image_tag("registry:5000/op") is None
+    assert operator_info.image_tag("registry:5000/op:1.2") == "1.2"
+    assert operator_info.image_tag("op@sha256:abcd") == "sha256:abcd"
+    assert operator_info.image_tag(None) is None
+
+
+def test_version_without_and_with_an_operator():
+    api = FakeAPI()
+    rc, out, _ = run(api, "version")
+    assert rc == 0
+    assert "kubectl-hubspot 0.1.0" in out and "v1.32.4" in out
+    assert "Operator:    none found in any namespace (no Deployment labelled app.kubernetes.io/name=" in out
+    api.deployments = [operator_deployment(tag="0.2.0", ready=2, replicas=2)]
+    rc, out, _ = run(api, "version")
+    assert "deployment/hto in namespace hto-system: image tag 0.2.0, version 0.2.0, 2/2 ready" in out
+    rc, out, _ = run(api, "version", "-o", "json")
+    doc = json.loads(out)
+    assert doc["kind"] == "Version" and doc["plugin"] == {"version": "0.1.0"}
+    assert doc["operator"]["found"] and doc["operator"]["deployments"][0] == {
+        "namespace": "hto-system", "name": "hto", "image": "ghcr.io/example/hubspot-token-operator:0.2.0",
+        "imageTag": "0.2.0", "version": "0.2.0", "replicas": 2, "readyReplicas": 2, "ready": True}
+    api.fail["list_deployments"] = plugin_api.forbidden("", "list", "deployments.apps", None)
+    rc, out, _ = run(api, "version")
+    assert rc == 0 and "Operator:    unknown: permission denied" in out and "0.1.0" in out
+
+
+def test_check_passes_and_fails_with_what_to_do():
+    api = FakeAPI()
+    api.deployments = [operator_deployment()]
+    rc, out, err = run(api, "check")
+    assert rc == 0, out + err
+    assert out.splitlines()[0].startswith("OK    crd: CRD hubspottokens.hubspot-operator.dev is Established")
+    assert f"OK    rbac patch hubspottokens.hubspot-operator.dev in namespace {NS}: allowed (needed by refresh)" in out
+    assert out.splitlines()[-1] == "all 10 checks passed"
+    reviews = {c[2:4] for c in api.calls if c[0] == "access_review"}
+    assert reviews == {("get", "hubspottokens"), ("list", "hubspottokens"), ("patch", "hubspottokens"),
+                       ("list", "events"), ("get", "secrets"), ("create", "secrets"), ("update", "secrets"),
+                       ("list", "deployments")}
+
+    api.deployments, api.crd = [], None
+    api.denied = {("update", "secrets")}
+    rc, out, _ = run(api, "check", "-o", "json")
+    assert rc == 1
+    doc = json.loads(out)
+    assert doc["kind"] == "CheckResult" and doc["ok"] is False
+    failed = {c["name"]: c for c in doc["checks"] if not c["ok"]}
+    assert set(failed) == {"crd", "operator", f"rbac update secrets in namespace {NS}"}
+    assert failed["crd"]["fix"] == "kubectl apply -f crds/ or install the chart"
+    assert "granting 'update' on secrets in namespace team-a" in failed[f"rbac update secrets in namespace {NS}"]["fix"]
+
+
+def test_check_crd_when_the_crd_cannot_be_read():
+    api = FakeAPI()
+    api.fail["get_crd"] = plugin_api.forbidden("", "get", "customresourcedefinitions.apiextensions.k8s.io", None)
+    rc, out, _ = run(api, "check")
+    assert "OK    crd: hubspottokens.hubspot-operator.dev/v1alpha1 is served" in out
+    api.fail["list_tokens"] = plugin_api.CRDMissing()
+    rc, out, _ = run(api, "check")
+    assert rc == 1 and "FAIL  crd: CRD hubspottokens.hubspot-operator.dev is not installed" in out
+    assert "-> kubectl apply -f crds/ or install the chart" in out
+
+
+def test_crd_verdict():
+    assert crd_verdict(crd_object()).ok
+    assert not crd_verdict(crd_object(established="False")).ok
+    v = crd_verdict(crd_object(served=("v1beta1",)))
+    assert not v.ok and "serves v1beta1, not v1alpha1" in v.message
+
+
+# ---- inspect secret ----------------------------------------------------------------------------------------
+
+
+def target_secret(owner_uid="uid-app", **md) -> dict:
+    values = {"access_token": TOKEN, "expires_at": "2026-03-01T12:30:00Z", "hub_id": "62515"}
+    return {"metadata": {"name": "app-out", "namespace": NS, "resourceVersion": "5",
+                         "labels": {"app.kubernetes.io/managed-by": "hubspot-token-operator",
+                                    "hubspot-operator.dev/token": "app"},
+                         "annotations": {"hubspot-operator.dev/created-for": owner_uid,
+                                         "hubspot-operator.dev/published":
+                                             f"{owner_uid} fp0123456789abcd 2026-03-01T12:00:00Z 2026-03-01T12:30:00Z "
+                                             "3-fp01 3-fp01 seal0123"}, **md},
+            "type": "Opaque", "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}}
+
+
+def with_secret(api: FakeAPI, secret: dict) -> FakeAPI:
+    api.secrets[(NS, secret["metadata"]["name"])] = secret
+    return api
+
+
+def test_inspect_secret_by_key_never_the_value():
+    import hashlib
+
+    app = oauth("app", status={"tokenFingerprint": "fp0123456789abcd"})
+    api = with_secret(FakeAPI(app), target_secret())
+    rc, out, err = run(api, "inspect", "secret", "app-out")
+    assert rc == 0, err
+    assert "Owner:       hubspottoken/app (from annotation hubspot-operator.dev/created-for, verified)" in out
+    assert "Expires:     2026-03-01T12:30:00Z (in 30m) (from key expires_at)" in out
+    assert "matches status.tokenFingerprint" in out
+    fp = "sha256:" + hashlib.sha256(TOKEN.encode()).hexdigest()[:12]
+    row = next(line for line in out.splitlines() if line.strip().startswith("access_token"))
+    assert row.split() == ["access_token", "token", str(len(TOKEN)), "B", fp]
+    assert "62515" not in out  # not even the non-secret values
+    rc, out, _ = run(api, "inspect", "secret", "app-out", "-o", "json")
+    doc = json.loads(out)
+    assert doc["kind"] == "SecretInspection" and doc["owner"]["verified"] is True
+    assert doc["keys"][0] == {"key": "access_token", "role": "token", "size": len(TOKEN), "fingerprint": fp}
+    assert doc["expiresAt"] == "2026-03-01T12:30:00Z" and doc["publishedRecord"]["matchesStatus"] is True
+    assert TOKEN not in out and TOKEN_B64 not in out
+
+
+def test_inspect_owner_variants():
+    s = target_secret()
+    s["metadata"]["ownerReferences"] = [{"kind": "HubSpotToken", "name": "app", "uid": "uid-app"}]
+    assert inspect.owner_of(s) == {"hubspotToken": "app", "uid": "uid-app", "via": "ownerReference"}
+    s = target_secret()
+    del s["metadata"]["annotations"]["hubspot-operator.dev/created-for"]
+    assert inspect.owner_of(s)["via"] == "label hubspot-operator.dev/token"
+    assert inspect.owner_of({"metadata": {}}) == {"hubspotToken": None, "uid": None, "via": None}
+    # recreated token with the same name: the Secret was written for the old one
+    api = with_secret(FakeAPI(oauth("app")), target_secret(owner_uid="uid-old"))
+    rc, out, _ = run(api, "inspect", "secret", "app-out")
+    assert rc == 0 and "NOT verified" in out and "uid uid-old" in out
+    # a Secret the operator did not write; a token that is gone
+    api = with_secret(FakeAPI(), {"metadata": {"name": "plain", "namespace": NS}, "data": {"k": "eA=="}})
+    rc, out, _ = run(api, "inspect", "secret", "plain")
+    assert "Owner:       none: not written by the hubspot-token-operator" in out and "Expires:     -" in out
+    api = with_secret(FakeAPI(), target_secret())
+    rc, out, _ = run(api, "inspect", "secret", "app-out")
+    assert rc == 0 and "hubspottoken app no longer exists" in out
+    assert "(from key expires_at)" in out  # the default key names still apply
+
+
+def test_inspect_missing_secret_and_expiry_from_the_annotation():
+    rc, _, err = run(FakeAPI(), "inspect", "secret", "nope")
+    assert rc == 1 and "Secret 'nope' not found in namespace 'team-a'" in err
+    s = target_secret()
+    del s["data"]["expires_at"]
+    rc, out, _ = run(with_secret(FakeAPI(oauth("app")), s), "inspect", "secret", "app-out")
+    assert "(from annotation hubspot-operator.dev/published)" in out
+    rc, _, err = run(FakeAPI(), "inspect", "configmap", "x")
+    assert rc == 1 and "invalid choice" in err
+
+
+def test_inspect_constants_match_the_operator():
+    from hubspot_token_operator import publish
+    from hubspot_token_operator.model import TargetKeys
+
+    assert (inspect.MANAGED_BY, inspect.MANAGER, inspect.TOKEN_LABEL, inspect.PUBLISHED, inspect.CREATED_FOR) == (
+        publish.MANAGED_BY, publish.MANAGER, publish.TOKEN_LABEL, publish.PUBLISHED, publish.CREATED_FOR)
+    keys = TargetKeys()
+    assert inspect.DEFAULT_KEYS == {"token": keys.token, "previousToken": keys.previous_token,
+                                    "expiresAt": keys.expires_at, "hubId": keys.hub_id}
+
+
+def test_inspect_redacts_values_even_if_a_bug_printed_them():
+    out = io.StringIO()
+    from hubspot_token_operator.kubectl_plugin.common import Output
+
+    o = Output(out, io.StringIO())
+    api = with_secret(FakeAPI(oauth("app")), target_secret())
+
+    class Args:
+        name = "app-out"
+
+    from hubspot_token_operator.kubectl_plugin.common import Ctx
+
+    ctx = Ctx(api=api, out=o, namespace=NS, stdin=io.StringIO(), getpass=None, clock=None, sleep=None,
+              now=lambda: NOW)
+    assert inspect.run(ctx, Args()) == 0
+    o.line(f"oops {TOKEN} {TOKEN_B64}")
+    assert TOKEN not in out.getvalue() and TOKEN_B64 not in out.getvalue() and "oops [REDACTED] [REDACTED]" in out.getvalue()
+
+
+# ---- completion ------------------------------------------------------------------------------------------
+
+
+def complete(*words, names=("app", "crm")):
+    from hubspot_token_operator.kubectl_plugin.cli import build_parser
+    from hubspot_token_operator.kubectl_plugin.common import Output
+
+    seen = []
+
+    def fake_names(what, options):
+        seen.append((what, options))
+        return list(names) if what == "tokens" else ["app-out"]
+
+    lines = completion.complete(list(words), build_parser(Output(io.StringIO(), io.StringIO())), fake_names)
+    complete.seen = seen
+    return lines
+
+
+def test_completion_candidates():
+    assert complete("") == ["rotate", "authorize", "status", "list", "refresh", "version", "check", "inspect", "completion", ":4"]
+    assert complete("re") == ["refresh", ":4"]
+    assert complete("status", "") == ["app", "crm", ":4"]
+    assert complete("status", "-n", "team-b", "c") == ["crm", ":4"]
+    assert complete.seen[-1][1]["-n"] == "team-b"
+    assert complete("status", "app", "") == [":4"]
+    assert "--all-namespaces" in complete("status", "--a") and "--selector" not in complete("status", "--a")
+    assert complete("status", "-o", "") == ["json", "yaml", ":4"]
+    assert complete("completion", "") == ["bash", "zsh", ":4"]
+    assert complete("inspect", "") == ["secret", ":4"]
+    assert complete("inspect", "secret", "") == ["app-out", ":4"]
+    assert complete("rotate", "crm", "--from-file", "") == [":0"]  # file names
+    assert complete("--kubeconfig", "") == [":0"]
+    assert "--timeout" in complete("refresh", "--t")
+    assert complete("__complete") == [":4"]  # hidden
+
+
+def test_complete_subcommand_and_kubectl_hook_via_main(monkeypatch):
+    out = io.StringIO()
+    assert main(["__complete", "status", ""], api=fleet(), stdout=out, stderr=io.StringIO()) == 0
+    assert out.getvalue().splitlines() == ["app", "crm", ":4"]
+    from hubspot_token_operator.kubectl_plugin import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "main", lambda argv: seen.append(argv) or 0)
+    monkeypatch.setattr(sys, "argv", ["kubectl_complete-hubspot", "status", "a"])
+    assert cli.complete_main() == 0 and seen == [["__complete", "status", "a"]]
+
+
+def test_completion_scripts_and_pyproject_hook():
+    out = io.StringIO()
+    assert main(["completion", "bash"], stdout=out, stderr=io.StringIO()) == 0
+    assert "complete -F _kubectl_hubspot kubectl-hubspot" in out.getvalue()
+    out = io.StringIO()
+    assert main(["completion", "zsh"], stdout=out, stderr=io.StringIO()) == 0
+    assert out.getvalue().startswith("#compdef kubectl-hubspot") and "__complete" in out.getvalue()
+    import tomllib
+
+    scripts = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["kubectl_complete-hubspot"] == "hubspot_token_operator.kubectl_plugin:complete_main"
+
+
+def test_bash_completion_script_runs_in_bash(tmp_path):
+    """The bash script, sourced into a real bash, completes through a stand-in kubectl-hubspot."""
+    import shutil
+
+    bash = shutil.which("bash")
+    assert bash, "bash is needed for this test"
+    stub = tmp_path / "kubectl-hubspot"
+    stub.write_text(f"#!{sys.executable}\nimport sys\nfrom hubspot_token_operator.kubectl_plugin.cli import main\n"
+                    "from hubspot_token_operator.kubectl_plugin import completion\n"
+                    "completion.api_names = lambda what, options: ['app', 'crm']\n"
+                    "sys.exit(main(sys.argv[1:]))\n")
+    stub.chmod(0o755)
+    script = tmp_path / "c.bash"
+    script.write_text(completion.BASH + f"""
+COMP_WORDS=({stub} st); COMP_CWORD=1; _kubectl_hubspot; echo "1:${{COMPREPLY[*]}}"
+COMP_WORDS=({stub} status c); COMP_CWORD=2; _kubectl_hubspot; echo "2:${{COMPREPLY[*]}}"
+COMP_WORDS=({stub} status -o ''); COMP_CWORD=3; _kubectl_hubspot; echo "3:${{COMPREPLY[*]}}"
+""")
+    res = subprocess.run([bash, "--norc", str(script)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["1:status", "2:crm", "3:json yaml"]
+
+
+# ---- krew manifest ------------------------------------------------------------------------------------------
+
+
+def test_krew_manifest_is_a_plausible_plugin():
+    manifest = yaml.safe_load((Path(__file__).parents[2] / "plugins" / "krew" / "hubspot.yaml").read_text())
+    assert manifest["apiVersion"] == "krew.googlecontainertools.github.com/v1alpha2"
+    assert manifest["kind"] == "Plugin" and manifest["metadata"]["name"] == "hubspot"
+    spec = manifest["spec"]
+    assert spec["version"].lstrip("v") == __import__("hubspot_token_operator").__version__
+    assert spec["shortDescription"] and spec["homepage"].startswith("https://")
+    import hashlib
+    import importlib.util
+
+    builder = Path(__file__).parents[2] / "plugins" / "krew" / "build_archive.py"
+    mod_spec = importlib.util.spec_from_file_location("build_archive", builder)
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    sha = hashlib.sha256(mod.archive_bytes()).hexdigest()
+    assert sha == hashlib.sha256(mod.archive_bytes()).hexdigest()  # reproducible
+    assert {(p["selector"]["matchLabels"]["os"], p["selector"]["matchLabels"]["arch"]) for p in spec["platforms"]} == {
+        ("linux", "amd64"), ("linux", "arm64"), ("darwin", "amd64"), ("darwin", "arm64")}
+    for p in spec["platforms"]:
+        assert p["uri"].startswith("https://") and p["uri"].endswith("/" + mod.ARCHIVE)
+        assert p["sha256"] == sha, "rebuild: python plugins/krew/build_archive.py, and update hubspot.yaml"
+        assert p["bin"] == "kubectl-hubspot" and p["files"] == [{"from": "kubectl-hubspot", "to": "."}]
+
+
+def test_krew_launcher_runs_the_plugin_or_says_how_to_install(tmp_path):
+    launcher = Path(__file__).parents[2] / "plugins" / "krew" / "kubectl-hubspot"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KUBECTL_HUBSPOT_PYTHON": sys.executable}
+    res = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "kubectl-hubspot 0.1.0", res.stderr
+    env["KUBECTL_HUBSPOT_PYTHON"] = str(tmp_path / "no-python")
+    env["PATH"] = str(tmp_path)  # no python3 either
+    res = subprocess.run(["/bin/sh", str(launcher), "version"], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 1 and "pipx install hubspot-token-operator" in res.stderr

@@ -26,8 +26,9 @@ def test_token_gauges_are_computed_at_scrape_time():
     reg.register(TokenCollector(lambda: tokens, lambda: 1795305600.0 + 3600))
     text = generate_latest(reg).decode()
     assert 'hubspot_token_expiry_timestamp_seconds{name="a",namespace="ns",type="OAuth"} 1.7953506e+09' in text
-    assert 'hubspot_token_ready_status{name="b",namespace="ns",status="False",type="OAuth"} 1.0' in text
-    assert 'hubspot_token_reauth_required{name="b",namespace="ns",type="OAuth"} 1.0' in text
+    assert 'hubspot_token_status_condition{condition="Ready",name="b",namespace="ns",status="False"} 1.0' in text
+    assert 'hubspot_token_status_condition{condition="Ready",name="b",namespace="ns",status="True"} 0.0' in text
+    assert 'hubspot_token_status_condition{condition="ReauthRequired",name="b",namespace="ns",status="True"} 1.0' in text
     assert 'hubspot_token_private_app_token_age_seconds{name="b",namespace="ns",type="OAuth"} 3600.0' in text
     tokens.pop()  # a deleted token disappears from the next scrape
     assert 'name="b"' not in generate_latest(reg).decode()
@@ -36,7 +37,7 @@ def test_token_gauges_are_computed_at_scrape_time():
 def test_json_log_lines():
     rec = logging.LogRecord("hto", logging.INFO, __file__, 1, "refreshed %s", ("ns/a",), None)
     line = json.loads(JsonFormatter().format(rec))
-    assert line["msg"] == "refreshed ns/a" and line["level"] == "info"
+    assert line["msg"] == "refreshed ns/a" and line["level"] == "info" and line["logger"] == "hto"
 
 
 def test_run_flags():

@@ -146,3 +146,44 @@ def test_backoff_applies_before_the_first_token_too():
     obs = replace(obs, status=parse_status({k: v for k, v in obs.status.model_dump(by_alias=True).items()
                                             if v is not None and k not in ("expiresAt", "lastRefreshTime")}))
     assert decide_oauth(obs).reason == "BackingOff"
+
+
+# ---- private apps: what a periodic re-verification means (private_app_policies.decide_reverify) ----------
+
+from hubspot_token_operator.private_app_policies import Reverified, decide_reverify  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "published, previous, previous_reason, expected",
+    [
+        # the new token died (cancelled rotation, wrong token, deactivated) and the old one still works
+        ("rejected", "ok", "Verified", Reverified("RollBack")),
+        # both dead: nothing to fall back to, the existing Verified=False / Ready=False TokenInvalid path
+        ("rejected", "rejected", "InvalidToken", Reverified("Invalid")),
+        # the previous token is refused for this spec (hub pin, scopes): not a fallback either
+        ("rejected", "rejected", "ScopesMissing", Reverified("Invalid")),
+        # no previous token (never rotated, or the overlap is over): the existing behaviour
+        ("rejected", None, None, Reverified("Invalid")),
+        # HubSpot did not answer about the previous token: invalid now, ask again soon
+        ("rejected", "transient", "VerifyFailed", Reverified("Invalid", retry_previous=True)),
+        # the new token works: nothing to roll back, whatever the previous one does
+        ("ok", "ok", "Verified", Reverified("Valid")),
+        ("ok", None, None, Reverified("Valid")),
+        ("ok", "transient", "VerifyFailed", Reverified("Valid")),
+        # ... but a dead previous token before the overlap ends is HubSpot's "Expire now"
+        ("ok", "rejected", "InvalidToken", Reverified("Valid", previous_dead=True)),
+        ("ok", "rejected", "HubMismatch", Reverified("Valid")),
+        # no answer about the published token: change nothing, retry
+        ("transient", None, None, Reverified("Retry")),
+        ("transient", "ok", "Verified", Reverified("Retry")),
+    ],
+)
+def test_reverify_table(published, previous, previous_reason, expected):
+    assert decide_reverify(published, previous, previous_reason) == expected
+
+
+def test_a_rollback_never_happens_without_a_working_previous_token():
+    for previous in (None, "rejected", "transient"):
+        for reason in (None, "InvalidToken", "VerifyFailed"):
+            assert decide_reverify("rejected", previous, reason).action != "RollBack"
+    assert decide_reverify("ok", "ok").action != "RollBack"

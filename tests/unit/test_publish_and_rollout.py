@@ -75,7 +75,8 @@ def test_merge_needs_an_existing_secret():
 
 
 def test_up_to_date_secret_is_not_rewritten():
-    labels = {MANAGED_BY: "hubspot-token-operator", TOKEN_LABEL: "tok"}
+    labels = {MANAGED_BY: "hubspot-token-operator", "hubspot-operator.dev/managed-by": "hubspot-token-operator",
+              TOKEN_LABEL: "tok"}
     plan = plan_target(target(), OWNER, VALUES, existing(data=dict(VALUES), labels=labels, owner_uids=["uid-1"]))
     assert plan.action == "none"
 

@@ -330,3 +330,113 @@ class TestV1Metadata:
 
     def test_unknown_access_token_is_404(self, http, sim):
         assert http.get("/oauth/v1/access-tokens/CJunknown").status_code == 404
+
+
+class TestAuthorizeEndpoint:
+    """``GET /oauth/authorize``: the consent screen's stand-in, driven by ``POST /_sim/consent``."""
+
+    LOOPBACK = "http://127.0.0.1:8765/callback"
+
+    def _authorize(self, http, app, **params):
+        query = {"client_id": app.client_id, "scope": "oauth crm.objects.contacts.read",
+                 "redirect_uri": self.LOOPBACK, "state": "st-1", **params}
+        return http.get("/oauth/authorize", params=query, follow_redirects=False)
+
+    def test_approved_consent_redirects_with_a_code_that_exchanges_for_the_chosen_hub(self, http, sim: SimControl):
+        app = sim.create_app()
+        sim.consent(HUB_ID)
+        response = self._authorize(http, app, optional_scope="crm.objects.deals.read")
+        assert response.status_code == 302 and response.headers["Cache-Control"] == "no-store"
+        location = httpx.URL(response.headers["Location"])
+        assert str(location).startswith(self.LOOPBACK + "?")
+        assert location.params["state"] == "st-1"
+        form = {"grant_type": "authorization_code", "client_id": app.client_id, "client_secret": app.client_secret,
+                "code": location.params["code"], "redirect_uri": self.LOOPBACK}
+        body = http.post("/oauth/2026-03/token", data=form).json()
+        assert body["hub_id"] == HUB_ID
+        assert body["scopes"] == ["oauth", "crm.objects.contacts.read", "crm.objects.deals.read"]
+        assert http.post("/oauth/2026-03/token", data=form).json()["status"] == "BAD_AUTH_CODE"  # single use
+
+    def test_declined_consent_redirects_with_access_denied_and_the_state(self, http, sim: SimControl):
+        app = sim.create_app()
+        sim.consent(HUB_ID, approve=False)
+        location = httpx.URL(self._authorize(http, app).headers["Location"])
+        assert location.params["error"] == "access_denied" and location.params["state"] == "st-1"
+        assert "code" not in location.params
+
+    def test_consent_can_grant_fewer_scopes_and_query_params_override_it(self, http, sim: SimControl, running_sim):
+        app = sim.create_app()
+        sim.consent(HUB_ID, scopes=["oauth"])
+        code = httpx.URL(self._authorize(http, app).headers["Location"]).params["code"]
+        assert sim_state_code(running_sim, code) == (HUB_ID, ["oauth"])
+        code = httpx.URL(self._authorize(http, app, sim_hub_id="77", sim_scopes="oauth x").headers["Location"]).params["code"]
+        assert sim_state_code(running_sim, code) == (77, ["oauth", "x"])
+
+    def test_redirect_uri_keeps_its_own_query(self, http, sim: SimControl):
+        app = sim.create_app()
+        sim.consent(HUB_ID)
+        location = httpx.URL(self._authorize(http, app, redirect_uri="https://app.example.com/cb?tenant=a").headers["Location"])
+        assert location.params["tenant"] == "a" and location.params["code"]
+
+    @pytest.mark.parametrize("params,status", [
+        ({"client_id": "unknown"}, 400),
+        ({"redirect_uri": ""}, 400),
+        ({"redirect_uri": "not-a-url"}, 400),
+        ({"scope": ""}, 400),
+        ({"code_challenge": "x", "code_challenge_method": "plain"}, 400),
+    ])
+    def test_unusable_requests_get_an_error_page_and_no_redirect(self, http, sim: SimControl, params, status):
+        app = sim.create_app()
+        sim.consent(HUB_ID)
+        response = self._authorize(http, app, **params)
+        assert response.status_code == status and "Location" not in response.headers
+
+    def test_unregistered_redirect_uri_is_never_redirected_to(self, http, sim: SimControl):
+        app = sim.create_app(redirect_uri=REDIRECT)
+        sim.consent(HUB_ID)
+        response = self._authorize(http, app, redirect_uri="https://evil.example.com/cb")
+        assert response.status_code == 400 and "Location" not in response.headers
+
+    def test_without_consent_configured_it_says_how_to_configure_it(self, http, sim: SimControl):
+        app = sim.create_app()
+        response = self._authorize(http, app)
+        assert response.status_code == 409 and "/_sim/consent" in response.json()["message"]
+        sim.consent(HUB_ID)
+        sim.clear_consent()
+        assert self._authorize(http, app).status_code == 409
+
+    def test_reset_forgets_the_consent(self, http, sim: SimControl):
+        app = sim.create_app()
+        sim.consent(HUB_ID)
+        sim.reset()
+        app = sim.create_app()
+        assert self._authorize(http, app).status_code == 409
+
+    def test_pkce_challenge_is_carried_into_the_code(self, http, sim: SimControl):
+        app = sim.create_app()
+        sim.consent(HUB_ID)
+        verifier = "v" * 50
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        code = httpx.URL(self._authorize(http, app, code_challenge=challenge,
+                                         code_challenge_method="S256").headers["Location"]).params["code"]
+        form = {"grant_type": "authorization_code", "client_id": app.client_id, "client_secret": app.client_secret,
+                "code": code, "redirect_uri": self.LOOPBACK}
+        assert http.post("/oauth/v3/token", data={**form, "code_verifier": "wrong"}).json()["status"] == "BAD_CODE_VERIFIER"
+
+    def test_control_client_authorize_returns_the_location(self, running_sim, sim: SimControl):
+        app = sim.create_app()
+        sim.consent(HUB_ID)
+        loc = sim.authorize(f"{running_sim.url}/oauth/authorize?client_id={app.client_id}&scope=oauth"
+                            f"&redirect_uri={self.LOOPBACK}&state=z")
+        assert loc.startswith(self.LOOPBACK + "?code=") and loc.endswith("&state=z")
+
+    def test_invalid_consent_body_is_refused(self, http, sim: SimControl):
+        assert http.post("/_sim/consent", json={"hub_id": 0}).status_code == 400
+        assert http.post("/_sim/consent", json={"hub_id": 1, "nope": 1}).status_code == 400
+
+
+
+def sim_state_code(running_sim, code: str):
+    """(hub, scopes) of an issued auth code, read from the in-process simulator's state."""
+    record = running_sim.state.auth_codes[code]
+    return record.hub_id, record.scopes

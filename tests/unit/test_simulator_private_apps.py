@@ -127,3 +127,42 @@ def test_audit_log_time_filter(http, sim: SimControl):
         "/account-info/2026-03/activity/security", params={"fromTimestamp": cutoff_ms}, headers=bearer(token)
     ).json()
     assert [e["type"] for e in recent["results"]] == ["PRIVATE_APP_ACCESS_TOKEN_ROTATE"]
+
+
+def test_cancel_rotation_kills_the_new_token_and_keeps_the_old_one(http, sim: SimControl):
+    app = sim.create_private_app(HUB_ID)
+    new = sim.rotate_private_app(app.app_id, expire="later")
+    sim.cancel_rotation(app.app_id)
+    assert details_status(http, new) == 401
+    assert http.post(INFO, json={"tokenKey": new}).status_code == 401
+    assert details_status(http, app.token) == 200
+    sim.advance(SEVEN_DAYS + 60)  # the old token no longer has an end date
+    assert details_status(http, app.token) == 200
+    later = sim.rotate_private_app(app.app_id, expire="later")  # and it can be rotated again
+    assert details_status(http, later) == 200 and details_status(http, app.token) == 200
+
+
+def test_cancel_rotation_needs_a_pending_rotation(http, sim: SimControl):
+    app = sim.create_private_app(HUB_ID)
+    with pytest.raises(httpx.HTTPStatusError) as nothing:
+        sim.cancel_rotation(app.app_id)
+    assert nothing.value.response.status_code == 409
+    now = sim.rotate_private_app(app.app_id, expire="now")  # nothing left to fall back to
+    with pytest.raises(httpx.HTTPStatusError) as expired:
+        sim.cancel_rotation(app.app_id)
+    assert expired.value.response.status_code == 409
+    assert details_status(http, now) == 200
+    with pytest.raises(httpx.HTTPStatusError) as unknown:
+        sim.cancel_rotation(987654321)
+    assert unknown.value.response.status_code == 404
+
+
+def test_cancel_after_two_rotations_restores_only_the_token_it_replaced(http, sim: SimControl):
+    app = sim.create_private_app(HUB_ID)
+    second = sim.rotate_private_app(app.app_id, expire="later")
+    sim.advance(3600)
+    third = sim.rotate_private_app(app.app_id, expire="later")
+    sim.cancel_rotation(app.app_id)
+    assert details_status(http, third) == 401 and details_status(http, second) == 200
+    sim.advance(SEVEN_DAYS)  # the first token keeps the end date of its own rotation
+    assert details_status(http, app.token) == 401 and details_status(http, second) == 200

@@ -24,13 +24,16 @@ Truncated to 63 characters (DNS label limit).
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Labels on every object. */}}
+{{/* Labels on every object: the chart's, then commonLabels (which cannot override the chart's own). */}}
 {{- define "hto.labels" -}}
 helm.sh/chart: {{ include "hto.chart" . }}
 {{ include "hto.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: hubspot-token-operator
+{{- range $k, $v := omit (.Values.commonLabels | default dict) "helm.sh/chart" "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/version" "app.kubernetes.io/managed-by" "app.kubernetes.io/part-of" "app.kubernetes.io/component" }}
+{{ $k }}: {{ $v | quote }}
+{{- end }}
 {{- end }}
 
 {{/* Immutable selector labels (Deployment selector, Service selector). */}}
@@ -118,4 +121,27 @@ rotate) the same tokens concurrently; the lease timings must satisfy what the op
   labelSelector:
     matchLabels:
       {{- include "hto.selectorLabels" . | nindent 6 }}
+{{- end }}
+
+{{/* The HubSpotToken CRD's name (files/crds/, a copy of the repository's crds/). */}}
+{{- define "hto.crdName" -}}
+hubspottokens.hubspot-operator.dev
+{{- end }}
+
+{{/*
+"true" when this release renders the CRD: crds.enabled, and the CRD either does not exist yet or already
+belongs to this release (Helm's meta.helm.sh/release-name and release-namespace annotations). A CRD that
+exists and belongs to someone else (another release of this chart, e.g. another shard; `kubectl apply -f
+crds/`; a chart version that installed it from crds/) is left alone and NOTES.txt says how to hand it over
+(docs/install.md). Without a cluster (helm template, GitOps renderers) lookup finds nothing: rendered.
+*/}}
+{{- define "hto.crdManagedHere" -}}
+{{- if .Values.crds.enabled }}
+{{- $live := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" (include "hto.crdName" .) }}
+{{- if not $live }}true
+{{- else }}
+{{- $ann := dig "metadata" "annotations" dict $live }}
+{{- if and (eq (get $ann "meta.helm.sh/release-name") .Release.Name) (eq (get $ann "meta.helm.sh/release-namespace") .Release.Namespace) }}true{{ end }}
+{{- end }}
+{{- end }}
 {{- end }}

@@ -66,9 +66,31 @@ def private_app_token() -> dict:
     }
 
 
-def deployment() -> dict:
+# On the real node the consumer prints what it holds, as SHA-256 (never the token): env var and mounted file.
+CONSUMER_SCRIPT = ('while true; do printf "env=%s file=%s\\n" '
+                   '"$(printf %s "$HUBSPOT_ACCESS_TOKEN" | sha256sum | cut -c1-64)" '
+                   '"$(sha256sum < /etc/hubspot/access_token | cut -c1-64)"; sleep 2; done')
+
+
+def deployment(real_node_image: str | None = None) -> dict:
     """reporting: 2 replicas that read the published token from Secret reporting-hubspot.
-    kwok "runs" the pods on a fake node, so the image never needs to exist."""
+    kwok "runs" the pods on a fake node, so the image never needs to exist; with `real_node_image` they
+    run on the real node from that image and print the SHA-256 of the token they read."""
+    body = _deployment()
+    if real_node_image:
+        from ..devcluster.real_node import placement
+
+        spec = body["spec"]["template"]["spec"]
+        spec.update(placement())
+        spec["terminationGracePeriodSeconds"] = 1
+        c = spec["containers"][0]
+        c.update({"image": real_node_image, "imagePullPolicy": "Never", "command": ["/bin/sh", "-c", CONSUMER_SCRIPT],
+                  "volumeMounts": [{"name": "hubspot", "mountPath": "/etc/hubspot", "readOnly": True}]})
+        spec["volumes"] = [{"name": "hubspot", "secret": {"secretName": "reporting-hubspot"}}]
+    return body
+
+
+def _deployment() -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -4,7 +4,8 @@ Layout of the state directory (``<repo>/demo-state/`` unless ``--state-dir`` say
 
     cluster/            the devcluster (kubeconfig, pids.json, logs/)
     simulator.pid/.log  hubspot-sim
-    operator.pid/.log   hubspot-token-operator run
+    operator.pid/.log   hubspot-token-operator run (with --real-node: a pod, its output in real-node/pod-logs/)
+    real-node/          with --real-node: kubelet and containerd state, pids.json, logs/
     manifests/          the Deployment and HubSpotTokens the demo applied (no Secrets)
     env.sh              `source` it for KUBECONFIG, PATH and SIM
     demo.json           URLs and ports, for `down` and for you
@@ -65,8 +66,10 @@ def stop_hint(state_dir: Path) -> str:
 
 
 class Demo:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, real_node: bool = False) -> None:
         self.state = state_dir
+        self.real_node = real_node
+        self.node = None  # devcluster.real_node.RealNode when real_node
         self.cluster_dir = state_dir / "cluster"
         self.kubeconfig = self.cluster_dir / "kubeconfig"
         self.repo = repo_root()
@@ -167,8 +170,11 @@ class Demo:
         except (ClusterError, AssetsMissing) as e:
             raise DemoFailure(f"the local control plane did not start: {e}") from None
         self.bin_dirs = list(cluster.assets.bin_dirs)
+        self.cluster = cluster
         self.out.say(f"etcd, kube-apiserver, controller-manager, scheduler and kwok (one fake node) ready in "
                      f"{cluster.started_in:.1f}s")
+        if self.real_node:
+            self.start_real_node(cluster)
         log = self.state / "simulator.log"
 
         def listening() -> str | None:
@@ -178,6 +184,24 @@ class Demo:
         self.sim_url = self.wait("the simulator to listen", listening, timeout=30, interval=0.1)
         self.sim = SimControl(self.sim_url)
         self.out.say(f"HubSpot simulator listening on {self.sim_url} (a stand-in for api.hubapi.com)")
+
+    def start_real_node(self, cluster: LocalCluster) -> None:
+        from ..devcluster.images import ImageBuildError, ensure_images
+        from ..devcluster.real_node import RealNode
+
+        self.out.say("building (or finding in the cache) the operator image from the Dockerfile, on a Debian "
+                     "base made by mmdebstrap: no registry...")
+        try:
+            images = ensure_images(cluster.assets["pause"], log=lambda m: None)
+            node = RealNode(cluster, self.state / "real-node", cluster.assets["kubelet"],
+                            images=list(images.archives), sandbox_image=images.pause, image=images.operator)
+            node.start()
+        except (ClusterError, ImageBuildError) as e:
+            raise DemoFailure(f"the real node did not start: {e}") from None
+        self.node = node
+        self.out.say(f"image {images.operator} ready in {images.seconds:.0f}s (built: "
+                     f"{', '.join(images.built) or 'nothing, cached'}); real node {node.ready_in:.1f}s to Ready "
+                     "(kubelet + containerd + runc; pods there use hostNetwork)")
 
     def step_operator(self) -> None:
         self.out.step("Installing the HubSpotToken CRD and starting the operator")
@@ -196,6 +220,10 @@ class Demo:
         self.out.say(f"simulator: access tokens now live {r.ACCESS_TOKEN_LIFETIME}s instead of HubSpot's 30 min, "
                      "so you can watch refreshes")
         self.metrics_port, health_port = free_port(), free_port()
+        if self.node is not None:
+            self.install_chart(health_port)
+            self.write_env()
+            return
         argv = ["hubspot-token-operator", "run", "--all-namespaces", "--hubspot-base-url", self.sim_url,
                 "--time-source", "simulator", "--operator-namespace", r.OPERATOR_NAMESPACE,
                 "--metrics-port", str(self.metrics_port), "--health-port", str(health_port), "--log-format", "text"]
@@ -208,6 +236,37 @@ class Demo:
         pid = self.children["operator"][0].pid
         self.out.say(f"operator started (pid {pid}); it follows the simulator's clock (--time-source simulator)")
         self.write_env()
+
+    def install_chart(self, health_port: int) -> None:
+        """The operator as a pod on the real node: the chart, the image, the chart's ServiceAccount and RBAC."""
+        from ..devcluster.real_node import placement
+
+        repo, tag = self.node.image.rsplit(":", 1)
+        place = placement()
+        values = {
+            "image": {"repository": repo, "tag": tag, "pullPolicy": "Never"},
+            "replicaCount": 1, "hostNetwork": True, "topologySpreadConstraints": [],
+            "nodeSelector": place["nodeSelector"], "tolerations": place["tolerations"],
+            "metrics": {"port": self.metrics_port}, "health": {"port": health_port},
+            "hubspot": {"baseURL": self.sim_url, "allowedURLs": [self.sim_url]},
+            "logFormat": "text",
+            # no kube-proxy here: the in-cluster config goes to the API server's loopback address
+            "extraEnv": [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+                         {"name": "KUBERNETES_SERVICE_PORT", "value": str(self.cluster.api_port)},
+                         {"name": "HTO_TIME_SOURCE", "value": "simulator"},
+                         {"name": "HTO_ROLLOUT_POLL_SECONDS", "value": "2"}],
+        }
+        vfile = self.state / "values-real-node.yaml"
+        vfile.write_text(yaml.safe_dump(values))
+        chart = self.repo / "charts" / "hubspot-token-operator"
+        self.run(["helm", "install", "hto", str(chart), "-n", r.OPERATOR_NAMESPACE, "-f", str(vfile)],
+                 show=f"helm install hto {_rel(chart)} -n {r.OPERATOR_NAMESPACE} -f {_rel(vfile)}", timeout=180)
+        self.run(["kubectl", "rollout", "status", "deployment/hto-hubspot-token-operator", "-n",
+                  r.OPERATOR_NAMESPACE, "--timeout=120s"], timeout=150)
+        self.run(["kubectl", "get", "pods", "-n", r.OPERATOR_NAMESPACE, "-o", "wide"])
+        self.out.say("the operator runs as a pod from its own image: non-root, read-only root filesystem, the "
+                     "chart's probes and RBAC;\nits output is in "
+                     f"{_rel(self.node.pod_logs)}/ (kubectl logs cannot reach a node without an address)")
 
     def step_create(self) -> None:
         self.out.step("Creating two HubSpot credentials and the objects that use them")
@@ -234,7 +293,8 @@ class Demo:
             self.out.say(f"  {s['metadata']['name']:<18} keys {', '.join(s['data'])}")
         mdir = self.state / "manifests"
         mdir.mkdir(exist_ok=True)
-        for fname, body in (("10-deployment-reporting.yaml", r.deployment()),
+        image = self.node.image if self.node is not None else None
+        for fname, body in (("10-deployment-reporting.yaml", r.deployment(image)),
                             ("20-hubspottoken-crm-sync.yaml", r.oauth_token()),
                             ("30-hubspottoken-reporting.yaml", r.private_app_token())):
             (mdir / fname).write_text(yaml.safe_dump(body, sort_keys=False))
@@ -263,7 +323,12 @@ class Demo:
             self.out.say(f"Secret {target}: keys {', '.join(self.secret_keys(target))}")
         self.run(["kubectl", "rollout", "status", "deployment/reporting", "-n", r.NAMESPACE, "--timeout=90s"],
                  timeout=120, quiet=True)
-        self.out.say("Deployment reporting: 2/2 pods running on the fake kwok node, reading reporting-hubspot")
+        if self.node is None:
+            self.out.say("Deployment reporting: 2/2 pods running on the fake kwok node, reading reporting-hubspot")
+        else:
+            self.out.say("Deployment reporting: 2/2 pods running on the real node; each prints the SHA-256 of "
+                         "the token it reads (env and file):")
+            self.show_consumers()
 
     def step_refresh(self) -> None:
         self.out.step("Watching the operator refresh crm-sync's access token, twice")
@@ -314,6 +379,9 @@ class Demo:
         dep = self.kube()[1].read_namespaced_deployment("reporting", r.NAMESPACE)
         stamp = (dep.spec.template.metadata.annotations or {}).get("hubspot-operator.dev/restarted-for", "-")
         self.out.say(f"pod template annotation hubspot-operator.dev/restarted-for={stamp}")
+        if self.node is not None:
+            self.out.say("the new pods on the real node print the new token's SHA-256; the old pods are gone:")
+            self.show_consumers()
 
         def retirable():
             obj = self.hst("reporting")
@@ -336,6 +404,19 @@ class Demo:
         self.out.say(f"{stats.get('total', 0)} calls in all: {TOKEN_ROUTE} = 1 initial issue + {tokens - 1} "
                      "refreshes of crm-sync;\nthe rest verify the private-app token (hub, scopes, still alive).")
         self.out.say(f"demo finished in {self.out.elapsed():.0f}s")
+
+    def show_consumers(self) -> None:
+        core = self.kube()[0]
+
+        def printing():
+            pods = [p for p in core.list_namespaced_pod(r.NAMESPACE, label_selector="app=reporting").items
+                    if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+            last = {p.metadata.name: [ln for ln in self.node.pod_log(r.NAMESPACE, p.metadata.name, "reporting")
+                                      .splitlines() if ln.startswith("env=")][-1:] for p in pods}
+            return last if len(pods) == 2 and all(last.values()) else None
+
+        for pod, lines in self.wait("the reporting pods to print", printing, timeout=90).items():
+            self.out.say(f"  {pod}: {lines[0][:22]}... {lines[0].split(' ')[1][:23]}...")
 
     def write_env(self) -> None:
         path = os.pathsep.join([*self.bin_dirs, str(self.venv_bin)])
@@ -412,7 +493,7 @@ class Demo:
         return 0
 
 
-def up(state_dir: Path) -> int:
+def up(state_dir: Path, real_node: bool = False) -> int:
     running = procs.find_ours(state_dir)
     if running:
         print(f"a demo is already running from {_rel(state_dir)}/ (pids {', '.join(map(str, running))}); "
@@ -424,11 +505,16 @@ def up(state_dir: Path) -> int:
     state_dir.mkdir(parents=True)
     # Inherited by every process started from here on (the devcluster's too): `down` stops only these.
     os.environ[procs.MARKER] = str(state_dir)
-    return Demo(state_dir).play()
+    return Demo(state_dir, real_node=real_node).play()
 
 
 def down(state_dir: Path) -> int:
     stopped: list[str] = []
+    node_dir = state_dir / "real-node"
+    if (node_dir / "pids.json").exists():  # kubelet first, then its containers, containerd, the shims
+        from ..devcluster.real_node import stop_recorded_node
+
+        stopped.extend(f"real node {name}" for name in stop_recorded_node(node_dir))
     for name in ("operator", "simulator"):
         pid = procs.read_pid(state_dir / f"{name}.pid")
         if pid and procs.stop([pid], state_dir):

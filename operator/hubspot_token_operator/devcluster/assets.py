@@ -21,6 +21,8 @@ BINARIES = (
     "kubectl",
     "kwok",
     "helm",
+    "kubelet",  # the real node (real_node.py)
+    "pause",  # its pod sandbox image (images.py)
 )
 STAGES_FILE = "kwok-stages.yaml"
 

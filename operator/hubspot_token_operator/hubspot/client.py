@@ -103,6 +103,7 @@ class HubSpotClient:
         user_agent: str = "hubspot-token-operator",
         deadline: float = DEFAULT_CALL_DEADLINE,
         admit: Callable[[float], None] | None = None,
+        observe: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_generation = ApiGeneration(api_generation)
@@ -115,6 +116,9 @@ class HubSpotClient:
         # just before a request is sent and may raise to forbid it (leader election: leadership.py).
         self.deadline = deadline
         self._admit = admit
+        # `observe(operation, code, seconds)` after every HTTP exchange (metrics): code is the HTTP status,
+        # or "timeout" / "error" when no answer came. Never given a URL, a header or a body.
+        self._observe = observe
         self._flights: SingleFlight[RefreshOutcome] = SingleFlight()
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         # Requests queue here, in O(1), instead of inside httpcore's pool (see DEFAULT_MAX_CONCURRENCY).
@@ -382,6 +386,7 @@ class HubSpotClient:
         ends = time.monotonic() + self.deadline
         if not await self._enter_gate():
             return classify_exception(operation, httpx.PoolTimeout("no free connection slot"))
+        started = time.perf_counter()
         try:
             if self._admit is not None:
                 self._admit(self.deadline)
@@ -391,15 +396,18 @@ class HubSpotClient:
                 self._http.request(method, path, data=form, json=json_body, headers=headers),
                 max(ends - time.monotonic(), 0.001))
         except asyncio.TimeoutError:
+            self._observed(operation, "timeout", started)
             failure = classify_exception(operation, httpx.ReadTimeout(f"no answer within {self.deadline:g}s"))
             log.info("%s %s %s failed: %s", operation, method, route, failure.reason)
             return failure
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            self._observed(operation, "timeout" if isinstance(exc, httpx.TimeoutException) else "error", started)
             failure = classify_exception(operation, exc)
             log.info("%s %s %s failed: %s", operation, method, route, failure.reason)
             return failure
         finally:
             self._gate.release()
+        self._observed(operation, str(response.status_code), started)
         elapsed_ms = (time.perf_counter() - started) * 1000
         log.debug("%s %s %s -> %d in %.1fms", operation, method, route, response.status_code, elapsed_ms)
         try:
@@ -407,6 +415,13 @@ class HubSpotClient:
         except ValueError:
             body = None
         return _Reply(response.status_code, response.headers, body, parse_rate_limit(response.headers), sent_at)
+
+    def _observed(self, operation: str, code: str, started: float) -> None:
+        if self._observe is not None:
+            try:
+                self._observe(operation, code, time.perf_counter() - started)
+            except Exception:  # noqa: BLE001 - metrics must never fail a call
+                log.debug("observe hook failed for %s", operation, exc_info=True)
 
     async def _enter_gate(self) -> bool:
         """Take a request slot, waiting at most the pool timeout (``wait_for`` only when we must wait:

@@ -21,11 +21,16 @@ POLL_INTERVAL = 0.5  # seconds between status reads while waiting
 
 
 class Output:
-    """stdout/stderr writer that flushes every line and replaces registered secret spellings."""
+    """stdout/stderr writer that flushes every line and replaces registered secret spellings.
 
-    def __init__(self, stdout: TextIO, stderr: TextIO) -> None:
+    With ``-o json|yaml`` (``fmt`` set) stdout carries only the one document (:meth:`emit`); the progress
+    lines that :meth:`line` writes go to stderr instead, so a script can parse stdout as it is."""
+
+    def __init__(self, stdout: TextIO, stderr: TextIO, fmt: str | None = None, color: bool = False) -> None:
         self._stdout, self._stderr = stdout, stderr
         self._secrets: list[str] = []
+        self.fmt = fmt
+        self.color = color and fmt is None
 
     def add_secret(self, *values: str) -> None:
         for v in values:
@@ -46,7 +51,17 @@ class Output:
             pass
 
     def line(self, text: str = "") -> None:
-        self._write(self._stdout, text)
+        self._write(self._stderr if self.fmt else self._stdout, text)
+
+    def emit(self, doc: object) -> None:
+        """The machine-readable result (only with -o json|yaml)."""
+        from .output import dump
+
+        self._write(self._stdout, dump(doc, self.fmt or "json"))
+
+    @property
+    def machine(self) -> bool:
+        return self.fmt is not None
 
     def warn(self, text: str) -> None:
         self._write(self._stderr, f"warning: {text}")
@@ -73,6 +88,9 @@ class Ctx:
     now: Callable[[], datetime]  # wall clock (UTC), for timestamps
     poll_interval: float = POLL_INTERVAL
     extra: dict = field(default_factory=dict)
+    all_namespaces: bool = False
+    operator_namespace: str | None = None  # where to look for the operator Deployment (None: everywhere)
+    operator_selector: str = ""  # label selector of the operator Deployment (operator_info.DEFAULT_SELECTOR)
 
 
 def parse_timeout(text: str) -> float:
@@ -152,4 +170,13 @@ def get_token(ctx: Ctx, name: str) -> dict:
     try:
         return ctx.api.get_token(ctx.namespace, name)
     except NotFound:
-        raise PluginError(f"hubspottoken {name!r} not found in namespace {ctx.namespace!r}") from None
+        raise TokenNotFound(name, ctx.namespace) from None
+
+
+class TokenNotFound(PluginError):
+    reason = "NotFound"
+
+    def __init__(self, name: str, namespace: str) -> None:
+        super().__init__(f"hubspottoken {name!r} not found in namespace {namespace!r}; list the ones there with "
+                         f"`kubectl hubspot status -n {namespace}` (or every namespace with `kubectl hubspot status -A`)")
+        self.name, self.namespace = name, namespace

@@ -9,12 +9,31 @@ from .common import (
     EXIT_ERROR, EXIT_OK, EXIT_REJECTED, EXIT_TIMEOUT, Ctx, condition, describe_condition, get_token, parse_timeout,
     rfc3339_now, when,
 )
+from .operator_info import warn_if_absent
+from .output import document
 
 # Same value as oauth_flow.REFRESH_REQUEST_ANNOTATION (a unit test keeps them equal).
 REFRESH_ANNOTATION = "hubspot-operator.dev/refresh-requested-at"
 
 
 def run(ctx: Ctx, args) -> int:
+    """``-o json|yaml``: a RefreshResult document with one entry per token (docs/kubectl-plugin.md)."""
+    results: dict[str, dict] = {}
+    ctx.extra["refresh"] = results
+    rc = _run(ctx, args, results)
+    if ctx.out.machine:
+        ctx.out.emit(document("RefreshResult", namespace=ctx.namespace, requestedAt=ctx.extra.get("refresh_value"),
+                              waited=bool(args.wait), tokens=list(results.values())))
+    return rc
+
+
+def _result(results: dict, name: str, outcome: str, **fields) -> None:
+    entry = results.setdefault(name, {"name": name, "outcome": outcome, "expiresAt": None, "reason": None,
+                                      "message": None})
+    entry.update(outcome=outcome, **fields)
+
+
+def _run(ctx: Ctx, args, results: dict) -> int:
     timeout = parse_timeout(args.timeout)
     out = ctx.out
     if args.name:
@@ -26,6 +45,7 @@ def run(ctx: Ctx, args) -> int:
             out.line(f"no hubspottokens{what} in namespace {ctx.namespace}")
             return EXIT_OK
     value = _fresh_value(ctx.now(), objects)
+    ctx.extra["refresh_value"] = value
     requested: list[str] = []
     rc = EXIT_OK
     for obj in objects:
@@ -37,6 +57,7 @@ def run(ctx: Ctx, args) -> int:
             if args.name:
                 raise PluginError(message)
             out.line(f"hubspottoken/{name} skipped: {kind} tokens are not refreshed")
+            _result(results, name, "Skipped", reason="NotOAuth", message=f"{kind} tokens are not refreshed")
             continue
         try:
             ctx.api.patch_token(ctx.namespace, name, {"metadata": {"annotations": {REFRESH_ANNOTATION: value}}})
@@ -44,12 +65,15 @@ def run(ctx: Ctx, args) -> int:
             if args.name:
                 raise
             out.error(f"hubspottoken/{name}: " + ("deleted meanwhile" if isinstance(e, NotFound) else str(e)))
+            _result(results, name, "Error", reason=e.reason, message=str(e))
             rc = EXIT_ERROR
             continue
         out.line(f"hubspottoken/{name} refresh requested ({REFRESH_ANNOTATION}={value})")
+        _result(results, name, "Requested")
         requested.append(name)
     if not args.wait or not requested:
         return rc
+    warn_if_absent(ctx)
     waited = _wait(ctx, requested, value, timeout)
     return waited if waited != EXIT_OK else rc
 
@@ -81,6 +105,7 @@ def _wait(ctx: Ctx, names: list[str], value: str, timeout: float) -> int:
                 obj = ctx.api.get_token(ctx.namespace, name)
             except NotFound:
                 out.error(f"hubspottoken/{name} was deleted while waiting")
+                _result(ctx.extra.get("refresh", {}), name, "Deleted")
                 pending.remove(name)
                 failed = True
                 continue
@@ -91,12 +116,16 @@ def _wait(ctx: Ctx, names: list[str], value: str, timeout: float) -> int:
             if status.get("lastRefreshRequest") != value:
                 continue
             pending.remove(name)
+            results = ctx.extra.get("refresh", {})
             if status.get("lastFailureReason"):
                 failed = True
                 out.line(f"hubspottoken/{name} refresh failed: {status['lastFailureReason']}: {_problem(obj)}")
+                _result(results, name, "Failed", reason=status["lastFailureReason"], message=_problem(obj),
+                        expiresAt=status.get("expiresAt"))
             else:
                 out.line(f"hubspottoken/{name} refreshed; access token valid until "
                          f"{when(status.get('expiresAt'), ctx.now())}")
+                _result(results, name, "Refreshed", expiresAt=status.get("expiresAt"))
         if not pending:
             break
         now = ctx.clock()
@@ -105,6 +134,9 @@ def _wait(ctx: Ctx, names: list[str], value: str, timeout: float) -> int:
                 obj = last.get(name) or {}
                 out.error(f"hubspottoken/{name}: the operator did not handle the refresh request within "
                           f"{int(timeout)}s; Ready: {describe_condition(condition(obj, 'Ready'))}")
+                _result(ctx.extra.get("refresh", {}), name, "TimedOut",
+                        message=f"not handled within {int(timeout)}s")
+            _no_operator_note(ctx)
             return EXIT_TIMEOUT
         ctx.sleep(max(0.0, min(ctx.poll_interval, deadline - now)))
     return EXIT_REJECTED if failed else EXIT_OK
@@ -116,3 +148,10 @@ def _problem(obj: dict) -> str:
         return degraded["message"]
     ready = condition(obj, "Ready")
     return (ready or {}).get("message") or "no message"
+
+
+def _no_operator_note(ctx: Ctx) -> None:
+    lookup = ctx.extra.get("operator")
+    problem = lookup.problem() if lookup is not None else None
+    if problem:
+        ctx.out.error(f"no running operator seen: {problem}")

@@ -8,6 +8,8 @@ from .api import ApiError, Conflict, NotFound, PluginError
 from .common import (
     EXIT_OK, EXIT_REJECTED, EXIT_TIMEOUT, Ctx, condition, describe_condition, get_token, parse_timeout, when,
 )
+from .operator_info import warn_if_absent
+from .output import document
 from .token_input import TokenInputError, looks_like_private_app_token, read_token, secret_forms
 
 WRITE_ATTEMPTS = 5  # on 409 conflicts
@@ -15,6 +17,18 @@ NOTE_EVERY = 15.0  # seconds between "still waiting" lines
 
 
 def run(ctx: Ctx, args) -> int:
+    """``-o json|yaml``: a RotateResult document (docs/kubectl-plugin.md); never the token."""
+    result = {"name": args.name, "namespace": ctx.namespace, "secret": None, "key": None, "write": None,
+              "resourceVersion": None, "outcome": None, "reason": None, "message": None, "previousUntil": None,
+              "restartProgress": None}
+    ctx.extra["rotate"] = result
+    rc = _run(ctx, args, result)
+    if ctx.out.machine:
+        ctx.out.emit(document("RotateResult", **result))
+    return rc
+
+
+def _run(ctx: Ctx, args, result: dict) -> int:
     timeout = parse_timeout(args.timeout)
     obj = get_token(ctx, args.name)
     spec = obj.get("spec") or {}
@@ -43,7 +57,9 @@ def run(ctx: Ctx, args) -> int:
         ctx.out.warn(f"hubspottoken {args.name} has spec.suspend: true; the operator will not verify the new "
                      "token until it is resumed")
 
+    result.update(secret=secret_name, key=key)
     version, what = write_source(ctx, secret_name, key, token)
+    result.update(write=what, resourceVersion=version)
     where = f"key {key!r} of Secret {ctx.namespace}/{secret_name}"
     if what == "unchanged":
         ctx.out.line(f"{where} already holds this token (resourceVersion {version}); not written again")
@@ -51,7 +67,9 @@ def run(ctx: Ctx, args) -> int:
         ctx.out.line(f"{what} {where} (resourceVersion {version})")
     if args.no_wait:
         ctx.out.line(f"not waiting (--no-wait); follow with: kubectl hubspot status {args.name} -n {ctx.namespace}")
+        result["outcome"] = "NotWaited"
         return EXIT_OK
+    warn_if_absent(ctx)
     return wait_for_verdict(ctx, args.name, secret_name, version, timeout)
 
 
@@ -166,6 +184,8 @@ def wait_for_verdict(ctx: Ctx, name: str, secret_name: str, version: str, timeou
 
 def _published(ctx: Ctx, obj: dict, name: str) -> None:
     pa = (obj.get("status") or {}).get("privateApp") or {}
+    ctx.extra.get("rotate", {}).update(outcome="Published", reason=pa.get("lastOutcomeReason"),
+                                       previousUntil=pa.get("previousUntil"), restartProgress=restart_progress(obj))
     now = ctx.now()
     if pa.get("previousUntil"):
         kept = f"previous token kept until {when(pa['previousUntil'], now)}"
@@ -186,6 +206,7 @@ def _rejected(ctx: Ctx, obj: dict, name: str, secret_name: str) -> None:
     for suffix in ("; the current token stays published", "; no token is published"):
         message = message.removesuffix(suffix)
     kept = "the previous token is still published" if status.get("tokenFingerprint") else "no token is published yet"
+    ctx.extra.get("rotate", {}).update(outcome="Rejected", reason=reason, message=message)
     ctx.out.line(f"rejected: {reason}: {message}; {kept}")
     ctx.out.line(f"Secret {secret_name} still holds the rejected token; run `kubectl hubspot rotate {name}` "
                  "again with a valid one")
@@ -200,6 +221,7 @@ def _pending_message(obj: dict) -> str:
 
 def _timed_out(ctx: Ctx, obj: dict | None, name: str, secret_name: str, version: str, timeout: float) -> None:
     out = ctx.out
+    ctx.extra.get("rotate", {}).update(outcome="TimedOut", message=f"no verdict within {int(timeout)}s")
     out.error(f"timed out after {int(timeout)}s waiting for the operator to verify the token written to Secret "
               f"{secret_name} (resourceVersion {version})")
     if obj is None:
@@ -215,6 +237,9 @@ def _timed_out(ctx: Ctx, obj: dict | None, name: str, secret_name: str, version:
         elif pa.get("lastOutcome") == "Pending":
             out.error(f"verification with HubSpot is still pending: {_pending_message(obj)}")
         out.error(f"Ready: {describe_condition(condition(obj, 'Ready'))}")
+    lookup = ctx.extra.get("operator")
+    if lookup is not None and lookup.problem():
+        out.error(f"no running operator seen: {lookup.problem()}")
     out.error(f"the token stays in the Secret and the operator will still act on it; check with: "
               f"kubectl hubspot status {name} -n {ctx.namespace}")
 

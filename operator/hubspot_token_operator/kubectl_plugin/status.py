@@ -1,31 +1,167 @@
-"""``kubectl hubspot status``: a readable view of one HubSpotToken's status and its recent Events.
+"""``kubectl hubspot status [NAME]``: one HubSpotToken's status and recent Events, or (no NAME, or
+``kubectl hubspot list``) a table of every HubSpotToken in the namespace (``-A``: in every namespace).
 
-Only the HubSpotToken and its Events are read; never a Secret (status holds no secret values).
+Only HubSpotTokens and their Events are read; never a Secret (status holds no secret values).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from .api import ApiError
+from ..durations import format_duration
+from .api import ApiError, PluginError
 from .common import EXIT_OK, Ctx, condition, describe_condition, get_token, parse_time, when
+from .next_step import next_step as next_step_for
+from .output import document, table
 from .rotate import restart_progress
 
 EVENTS_SHOWN = 10
+LIST_HEADERS = ["NAME", "TYPE", "READY", "REASON", "EXPIRES", "NEXT", "AGE"]
 
 
 def run(ctx: Ctx, args) -> int:
-    obj = get_token(ctx, args.name)
+    name = getattr(args, "name", None)
+    if not name:
+        return run_list(ctx, args)
+    if getattr(args, "all_namespaces", False) or getattr(args, "selector", None):
+        raise PluginError("status NAME shows one HubSpotToken; -A/--all-namespaces and -l/--selector go "
+                          "without NAME (they list)")
+    obj = get_token(ctx, name)
+    try:
+        events, events_error = ctx.api.list_events(ctx.namespace, name), None
+    except ApiError as e:
+        events, events_error = [], str(e)
+    if ctx.out.machine:
+        ctx.out.emit(status_document(obj, events, events_error, ctx.now()))
+        return EXIT_OK
     for line in render(obj, ctx.now()):
         ctx.out.line(line)
-    try:
-        events = ctx.api.list_events(ctx.namespace, args.name)
-    except ApiError as e:
-        ctx.out.line(f"Events: cannot list ({e})")
+    if events_error:
+        ctx.out.line(f"Events: cannot list ({events_error})")
         return EXIT_OK
     for line in render_events(obj, events):
         ctx.out.line(line)
     return EXIT_OK
+
+
+def run_list(ctx: Ctx, args) -> int:
+    all_ns = bool(getattr(args, "all_namespaces", False))
+    selector = getattr(args, "selector", None) or None
+    items = ctx.api.list_tokens(None if all_ns else ctx.namespace, selector)
+    items.sort(key=lambda o: ((o.get("metadata") or {}).get("namespace") or "", (o.get("metadata") or {}).get("name") or ""))
+    now = ctx.now()
+    summaries = [summary(o) for o in items]
+    if ctx.out.machine:
+        ctx.out.emit(document("TokenList", namespace=None if all_ns else ctx.namespace, selector=selector,
+                              items=summaries))
+        return EXIT_OK
+    if not summaries:
+        where = "in any namespace" if all_ns else f"in namespace {ctx.namespace}"
+        what = f" matching {selector!r}" if selector else ""
+        ctx.out.line(f"No hubspottokens{what} found {where}.")
+        return EXIT_OK
+    for line in list_table(summaries, now, all_ns, ctx.out.color):
+        ctx.out.line(line)
+    return EXIT_OK
+
+
+def summary(obj: dict) -> dict:
+    """The machine-readable view of one HubSpotToken (``-o json|yaml`` of list and status; documented)."""
+    md, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    ready = condition(obj, "Ready") or {}
+    kind = spec.get("type")
+    pa = status.get("privateApp") or {}
+    return {
+        "namespace": md.get("namespace"),
+        "name": md.get("name"),
+        "type": kind,
+        "ready": ready.get("status") or "Unknown",
+        "reason": ready.get("reason"),
+        "message": ready.get("message"),
+        "suspended": bool(spec.get("suspend")),
+        "target": (spec.get("target") or {}).get("name"),
+        "hubId": status.get("hubId"),
+        "expiresAt": status.get("expiresAt") if kind == "OAuth" else None,
+        "nextRefreshAt": status.get("nextRefreshAt") if kind == "OAuth" else None,
+        "lastRefreshTime": status.get("lastRefreshTime") if kind == "OAuth" else None,
+        "rotation": {
+            "lastOutcome": pa.get("lastOutcome"),
+            "lastOutcomeReason": pa.get("lastOutcomeReason"),
+            "publishedAt": pa.get("publishedAt"),
+            "previousUntil": pa.get("previousUntil"),
+            "nextVerifyAt": pa.get("nextVerifyAt"),
+        } if kind == "PrivateApp" else None,
+        "creationTimestamp": md.get("creationTimestamp"),
+    }
+
+
+def relative(text: object, now: datetime) -> str:
+    """``in 29m`` / ``5m ago`` / ``-`` (the table's short form of :func:`common.when`)."""
+    dt = parse_time(text)
+    if dt is None:
+        return "-"
+    delta = (dt - now).total_seconds()
+    if abs(delta) < 1:
+        return "now"
+    return f"in {format_duration(dt - now)}" if delta > 0 else f"{format_duration(now - dt)} ago"
+
+
+def age(text: object, now: datetime) -> str:
+    dt = parse_time(text)
+    return format_duration(now - dt) if dt is not None else "-"
+
+
+def next_step(item: dict, now: datetime) -> str:
+    """The NEXT column: when the operator acts next (OAuth refresh) or where a rotation stands (PrivateApp)."""
+    if item.get("suspended"):
+        return "suspended"
+    if item.get("type") == "OAuth":
+        nxt = relative(item.get("nextRefreshAt"), now)
+        return f"refresh {nxt}" if nxt != "-" else "-"
+    rot = item.get("rotation") or {}
+    if not rot.get("lastOutcome"):
+        return "-"
+    text = rot["lastOutcome"]
+    if rot.get("lastOutcome") != "Published" and rot.get("lastOutcomeReason"):
+        text += f" ({rot['lastOutcomeReason']})"
+    verify = relative(rot.get("nextVerifyAt"), now)
+    if verify != "-":
+        text += f", verify {verify}"
+    return text
+
+
+def list_table(items: list[dict], now: datetime, all_namespaces: bool = False, color: bool = False) -> list[str]:
+    headers = (["NAMESPACE"] if all_namespaces else []) + LIST_HEADERS
+    rows = []
+    for i in items:
+        row = [i["name"], i.get("type") or "?", i.get("ready"), i.get("reason"),
+               relative(i.get("expiresAt"), now), next_step(i, now), age(i.get("creationTimestamp"), now)]
+        rows.append(([i["namespace"]] if all_namespaces else []) + row)
+    return table(headers, rows, color=color)
+
+
+def status_document(obj: dict, events: list[dict], events_error: str | None, now: datetime) -> dict:
+    """``status NAME -o json|yaml``: the summary plus conditions, rollout, failures and the last Events."""
+    status = obj.get("status") or {}
+    uid = (obj.get("metadata") or {}).get("uid")
+    mine = sorted((e for e in events if not uid or (e.get("involvedObject") or {}).get("uid") in (None, uid)),
+                  key=_event_time)[-EVENTS_SHOWN:]
+    return document(
+        "TokenStatus",
+        **summary(obj),
+        conditions=[{k: c.get(k) for k in ("type", "status", "reason", "message", "lastTransitionTime")}
+                    for c in status.get("conditions") or []],
+        failures={"count": status.get("failedAttempts") or 0, "lastReason": status.get("lastFailureReason"),
+                  "lastTime": status.get("lastFailureTime")},
+        rollout={"summary": restart_progress(obj),
+                 "targets": [{k: t.get(k) for k in ("kind", "name", "state", "revision", "replicas",
+                                                   "updatedReplicas", "availableReplicas", "message")}
+                             for t in (status.get("rollout") or {}).get("targets") or []]},
+        events=[{"time": (t.strftime("%Y-%m-%dT%H:%M:%SZ") if (t := _event_time(e)) != _EPOCH else None),
+                 "type": e.get("type"), "reason": e.get("reason"), "count": e.get("count") or 1,
+                 "message": (e.get("message") or e.get("note") or "").strip()} for e in mine],
+        eventsError=events_error,
+    )
 
 
 def render(obj: dict, now: datetime) -> list[str]:
@@ -95,6 +231,7 @@ def render(obj: dict, now: datetime) -> list[str]:
         lines.append(f"Failures:    {status.get('failedAttempts') or 0} in a row; last "
                      f"{status.get('lastFailureReason') or '-'} at {when(status.get('lastFailureTime'), now)}")
     lines.append(f"Rollout:     {restart_progress(obj)}")
+    lines.append(f"Next step:   {next_step_for(obj, now)}")
     targets = (status.get("rollout") or {}).get("targets") or []
     if targets:
         revision = status.get("restartRevision")

@@ -68,6 +68,20 @@ class SimControl:
         body = {"client_id": client_id, "hub_id": hub_id, "redirect_uri": redirect_uri, "scopes": scopes or ["oauth"]}
         return self._post("/_sim/auth-codes", {**body, **extra})["code"]
 
+    def consent(self, hub_id: int, approve: bool = True, scopes: list[str] | None = None, **extra: Any) -> dict:
+        """What the next visits of ``GET /oauth/authorize`` do (until changed or reset)."""
+        return self._post("/_sim/consent", {"hub_id": hub_id, "approve": approve, "scopes": scopes, **extra})
+
+    def clear_consent(self) -> None:
+        self._http.delete("/_sim/consent").raise_for_status()
+
+    def authorize(self, authorize_url: str) -> str:
+        """Visits an install URL as the browser would and returns where HubSpot redirects it (not followed)."""
+        response = self._http.get(authorize_url, follow_redirects=False)
+        if response.status_code != 302:
+            raise RuntimeError(f"authorize answered {response.status_code}: {response.text[:200]}")
+        return response.headers["Location"]
+
     def create_private_app(self, hub_id: int, scopes: list[str] | None = None, **extra: Any) -> SimPrivateApp:
         body = self._post("/_sim/private-apps", {"hub_id": hub_id, "scopes": scopes or [], **extra})
         return SimPrivateApp(body["app_id"], body["token"], body["hublet"])
@@ -77,6 +91,10 @@ class SimControl:
 
     def expire_previous(self, app_id: int) -> None:
         self._post(f"/_sim/private-apps/{app_id}/expire-previous")
+
+    def cancel_rotation(self, app_id: int) -> None:
+        """The UI's "Cancel rotation": the newest token dies, the one it replaced lives on (409: none pending)."""
+        self._post(f"/_sim/private-apps/{app_id}/cancel-rotation")
 
     def deactivate_private_app(self, app_id: int) -> None:
         self._post(f"/_sim/private-apps/{app_id}/deactivate")

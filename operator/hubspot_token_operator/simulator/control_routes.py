@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from . import oauth_grants, private_apps
 from .context import sim
 from .faults import FaultSpec
+from .model import Consent
 
 Hublet = Literal["na1", "na2", "na3", "eu1", "ap1"]
 
@@ -40,6 +41,14 @@ class NewInstall(_Body):
 class NewAuthCode(NewInstall):
     redirect_uri: str
     code_challenge: str | None = Field(None, description="PKCE S256 challenge")
+
+
+class ConsentChoice(_Body):
+    hub_id: int = Field(ge=1, le=2**31 - 1)
+    approve: bool = True
+    scopes: list[str] | None = Field(None, description="granted scopes; None = what the authorize URL asked for")
+    user_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    hublet: Hublet | None = None
 
 
 class NewPrivateApp(_Body):
@@ -122,6 +131,17 @@ async def create_auth_code(request: web.Request) -> web.Response:
     return _json({"code": code.code, "expires_in": int(code.expires_at - state.now())}, 201)
 
 
+async def set_consent(request: web.Request) -> web.Response:
+    body = await _parse(request, ConsentChoice)
+    oauth_grants.set_consent(sim(request).state, Consent(**body.model_dump()))
+    return _json(body.model_dump())
+
+
+async def clear_consent(request: web.Request) -> web.Response:
+    oauth_grants.set_consent(sim(request).state, None)
+    return web.Response(status=204)
+
+
 async def create_private_app(request: web.Request) -> web.Response:
     body = await _parse(request, NewPrivateApp)
     app, token = private_apps.create(
@@ -151,6 +171,16 @@ async def expire_previous(request: web.Request) -> web.Response:
         private_apps.expire_previous(sim(request).state, _app_id(request))
     except LookupError as exc:
         return _conflict(str(exc))
+    return web.Response(status=204)
+
+
+async def cancel_rotation(request: web.Request) -> web.Response:
+    try:
+        private_apps.cancel_rotation(sim(request).state, _app_id(request))
+    except LookupError as exc:
+        return _conflict(str(exc))
+    except ValueError as exc:
+        return _conflict(str(exc), status=409)
     return web.Response(status=204)
 
 
@@ -242,9 +272,12 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/_sim/installs", create_install)
     r.add_delete("/_sim/installs/{refresh_token}", delete_install)
     r.add_post("/_sim/auth-codes", create_auth_code)
+    r.add_post("/_sim/consent", set_consent)
+    r.add_delete("/_sim/consent", clear_consent)
     r.add_post("/_sim/private-apps", create_private_app)
     r.add_post("/_sim/private-apps/{app_id}/rotate", rotate_private_app)
     r.add_post("/_sim/private-apps/{app_id}/expire-previous", expire_previous)
+    r.add_post("/_sim/private-apps/{app_id}/cancel-rotation", cancel_rotation)
     r.add_post("/_sim/private-apps/{app_id}/deactivate", deactivate_private_app)
     r.add_post("/_sim/faults", add_fault)
     r.add_get("/_sim/faults", list_faults)

@@ -111,3 +111,15 @@ class Hub:
 
     hub_id: int
     hublet: str = "na1"
+
+
+@dataclass
+class Consent:
+    """What the stand-in consent screen (``GET /oauth/authorize``) does until changed: install the app in
+    ``hub_id`` (approve) or answer ``error=access_denied``. ``scopes`` None grants what was asked for."""
+
+    hub_id: int
+    approve: bool = True
+    scopes: list[str] | None = None
+    user_id: int | None = None
+    hublet: str | None = None

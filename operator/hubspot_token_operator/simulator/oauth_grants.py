@@ -12,9 +12,10 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from . import minting
-from .model import AccessToken, App, AuthCode, Install, RefreshToken
+from .model import AccessToken, App, AuthCode, Consent, Install, RefreshToken
 from .state import SimState
 
 
@@ -124,6 +125,81 @@ def mint_auth_code(
         state.auth_codes[code.code] = code
         state.touched()
         return code
+
+
+class AuthorizeRefused(Exception):
+    """The consent screen cannot redirect (unknown app, missing or unregistered redirect_uri, no consent
+    configured): like HubSpot, it shows an error page instead of sending the browser anywhere."""
+
+    def __init__(self, message: str, http_status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+
+
+def set_consent(state: SimState, consent: Consent | None) -> None:
+    with state.lock:
+        state.consent = consent
+        state.touched()
+
+
+def consent_from_query(params: Mapping[str, str], standing: Consent | None) -> Consent | None:
+    """The consent to apply: ``sim_hub_id`` / ``sim_approve`` / ``sim_scopes`` on the URL (tests) override the
+    one set with ``POST /_sim/consent``."""
+    if "sim_hub_id" not in params and "sim_approve" not in params and "sim_scopes" not in params:
+        return standing
+    try:
+        hub_id = int(params["sim_hub_id"]) if "sim_hub_id" in params else (standing.hub_id if standing else None)
+    except ValueError:
+        raise AuthorizeRefused("sim_hub_id must be an integer") from None
+    if hub_id is None or not 1 <= hub_id <= 2**31 - 1:
+        raise AuthorizeRefused("sim_hub_id must be a hub id (1..2^31-1)")
+    approve = params.get("sim_approve", "true" if standing is None else str(standing.approve)).lower() in ("true", "1", "yes")
+    scopes = params["sim_scopes"].split() if "sim_scopes" in params else (standing.scopes if standing else None)
+    return Consent(hub_id=hub_id, approve=approve, scopes=scopes,
+                   user_id=standing.user_id if standing else None, hublet=standing.hublet if standing else None)
+
+
+def with_query(url: str, **params: str | None) -> str:
+    """``url`` with ``params`` appended to its query (keeping what it already had), None values left out."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + [(k, v) for k, v in params.items() if v is not None]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def authorize(state: SimState, params: Mapping[str, str]) -> str:
+    """``GET /oauth/authorize``: what the install page does once the user picked a hub and clicked (or refused).
+    Returns the redirect target: ``redirect_uri?code=..&state=..`` or ``redirect_uri?error=access_denied&..``.
+    Raises ``AuthorizeRefused`` where HubSpot would not redirect at all."""
+    with state.lock:
+        app = state.apps.get(params.get("client_id") or "")
+        if app is None:
+            raise AuthorizeRefused("unknown client_id: this app does not exist")
+        redirect_uri = params.get("redirect_uri") or ""
+        parts = urlsplit(redirect_uri)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise AuthorizeRefused("redirect_uri is missing or not an absolute http(s) URL")
+        if app.redirect_uri and app.redirect_uri != redirect_uri:
+            raise AuthorizeRefused("redirect_uri does not match the app's registered redirect URL")
+        scopes = (params.get("scope") or "").split()
+        if not scopes:
+            raise AuthorizeRefused("scope is required")
+        optional = [s for s in (params.get("optional_scope") or "").split() if s not in scopes]
+        challenge = params.get("code_challenge")
+        if challenge and params.get("code_challenge_method", "S256") != "S256":
+            raise AuthorizeRefused("code_challenge_method must be S256")
+        consent = consent_from_query(params, state.consent)
+        if consent is None:
+            raise AuthorizeRefused("no consent configured: POST /_sim/consent {\"hub_id\": N} first "
+                                   "(or add sim_hub_id=N to the URL)", 409)
+        client_state = params.get("state")
+        if not consent.approve:
+            return with_query(redirect_uri, error="access_denied",
+                              error_description="the user declined to install the app", state=client_state)
+        granted = list(consent.scopes) if consent.scopes is not None else scopes + optional
+        code = mint_auth_code(state, app.client_id, consent.hub_id, granted, redirect_uri, consent.user_id,
+                              challenge, consent.hublet)
+        return with_query(redirect_uri, code=code.code, state=client_state)
 
 
 def authenticate_client(state: SimState, client_id: str | None, client_secret: str | None) -> App:

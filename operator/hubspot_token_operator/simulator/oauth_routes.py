@@ -181,7 +181,21 @@ async def v1_delete_refresh_token(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def authorize(request: web.Request) -> web.Response:
+    """The install (consent) page of ``app.hubspot.com/oauth/authorize``, without a person: it applies the
+    consent set by ``POST /_sim/consent`` (or the ``sim_*`` query parameters) and answers 302 to the app's
+    ``redirect_uri`` with ``code`` and ``state``, or ``error=access_denied``."""
+    state = sim(request).state
+    try:
+        location = oauth_grants.authorize(state, dict(request.query))
+    except oauth_grants.AuthorizeRefused as refused:
+        return errors.json_response({"status": "error", "message": refused.message}, status=refused.http_status,
+                                    headers=_NO_STORE)
+    return web.Response(status=302, headers={"Location": location, **_NO_STORE})
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/oauth/authorize", authorize)
     for generation in ("v1", *CURRENT_GENERATIONS):
         app.router.add_post(f"/oauth/{generation}/token", token_handler(generation))
     for generation in CURRENT_GENERATIONS:

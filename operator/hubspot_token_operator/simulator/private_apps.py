@@ -2,7 +2,8 @@
 
 HubSpot offers no API for this (facts §4), so the control API plays the human clicking "Rotate" in the UI.
 Rotation semantics follow the UI: "expire now" kills the old token at once, "expire later" keeps it valid
-for ``rotation_grace_seconds`` (7 days by default) of simulated time. Each action leaves the audit event
+for ``rotation_grace_seconds`` (7 days by default) of simulated time; "Cancel rotation" deactivates the
+new token and keeps the old one. Each action leaves the audit event
 an operator could watch for.
 """
 
@@ -65,6 +66,26 @@ def expire_previous(state: SimState, app_id: int) -> None:
         for tok in tokens[:-1]:
             if tok.expires_at is None or tok.expires_at > now:
                 tok.expires_at = now
+        state.touched()
+
+
+def cancel_rotation(state: SimState, app_id: int) -> None:
+    """The UI's "Cancel rotation" on a pending "expire later" rotation. HubSpot documents no semantics for
+    it (facts §4.1 only says it sends an email); the simulator does what the name says: the newest token
+    is deactivated and the token it replaced is valid again, with no end date. Raises ValueError when no
+    rotation is pending (the replaced token already expired, or the rotation expired it at once).
+    No audit event: HubSpot's audit-log enum has no cancel type."""
+    with state.lock:
+        _active_app(state, app_id)
+        tokens = sorted(_tokens_of(state, app_id), key=lambda t: t.created_at)
+        now = state.now()
+        pending = len(tokens) >= 2 and not tokens[-1].revoked and not tokens[-2].revoked and (
+            tokens[-2].expires_at is not None and tokens[-2].expires_at > now
+        )
+        if not pending:
+            raise ValueError("no pending rotation to cancel")
+        tokens[-1].revoked = True
+        tokens[-2].expires_at = None  # it was the current token before the rotation: current tokens never expire
         state.touched()
 
 

@@ -19,6 +19,7 @@ from .model import (
     App,
     AuditEvent,
     AuthCode,
+    Consent,
     Hub,
     Install,
     PrivateApp,
@@ -59,6 +60,7 @@ class SimState:
         self.private_apps: dict[int, PrivateApp] = {}
         self.static_tokens: dict[str, StaticToken] = {}
         self.audit: list[AuditEvent] = []
+        self.consent: Consent | None = None  # set by POST /_sim/consent
         self._next_id = 1_000_001
 
     def now(self) -> float:
@@ -103,6 +105,7 @@ class SimState:
                 "next_id": self._next_id,
                 "config": self.config.model_dump(),
                 "audit": [dataclasses.asdict(e) for e in self.audit],
+                "consent": dataclasses.asdict(self.consent) if self.consent else None,
             }
             for name in _TABLES:
                 data[name] = [dataclasses.asdict(r) for r in getattr(self, name).values()]
@@ -119,6 +122,7 @@ class SimState:
                     record = cls(**row)
                     table[getattr(record, key)] = record
             self.audit = [AuditEvent(**row) for row in data.get("audit", [])]
+            self.consent = Consent(**data["consent"]) if data.get("consent") else None
             self._next_id = int(data.get("next_id", self._next_id))
             self.config = SimConfig.model_validate(data.get("config", {}))
             self.clock.reset()
