@@ -452,8 +452,9 @@ class Demo:
         o(f"  curl -s http://127.0.0.1:{self.metrics_port}/metrics | grep '^hubspot_token.*_total'")
         o(f"  grep -v /_sim/ {_rel(self.state / 'simulator.log')}      # every HubSpot call, one line each")
         o("")
-        o(f"  Logs: {_rel(self.state / 'operator.log')}, {_rel(self.state / 'simulator.log')}, "
-          f"{_rel(self.cluster_dir / 'logs')}/")
+        op_log = self.node.pod_logs if self.node is not None else self.state / "operator.log"
+        o(f"  Logs: {_rel(op_log)}{'/ (the operator pod)' if self.node is not None else ''}, "
+          f"{_rel(self.state / 'simulator.log')}, {_rel(self.cluster_dir / 'logs')}/")
         o(f"  Manifests applied: {_rel(self.state / 'manifests')}/")
         o(f"  Stop everything: {stop_hint(self.state)}")
 
