@@ -35,7 +35,7 @@ PALETTE = ["#73BF69", "#F2CC0C", "#8AB8FF", "#FF780A", "#F2495C", "#5794F2", "#B
 # Grafana's grid: 24 columns, rows of 30 px with 8 px gaps.
 ROW_PX = 30
 GAP_PX = 8
-HEADER_PX = 96
+HEADER_PX = 132
 
 
 # --------------------------------------------------------------------------------------------- querying
@@ -128,6 +128,8 @@ def esc(s: str) -> str:
 def render_timeseries(panel: dict, series: list[dict], w: int, h: int, start: float, end: float) -> str:
     unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
     plotted = [s for s in series if any(v is not None for _, v in s["points"])]
+    for i, s in enumerate(plotted):  # colours go to the series drawn, as in Grafana
+        s["color"] = PALETTE[i % len(PALETTE)]
     if not plotted:
         return '<div class="nodata">No data</div>'
     legend_rows = min(len(plotted), 4)
@@ -339,8 +341,8 @@ def main() -> int:
         "<div class='note'>Rendered by bench/render_dashboard.py from the dashboard JSON's queries against the demo "
         "(not Grafana). Every panel is the dashboard's own PromQL, evaluated by Prometheus.</div>"
         f"<div class='meta'>{esc(fmt_t(start))} to {esc(fmt_t(end))} ({args.minutes:g} min, step {step:g} s) · "
-        f"{esc(var_txt)} · dashboard {esc(str(args.dashboard.name))} (uid {esc(dash.get('uid', ''))})"
-        f"{' · ' + esc(args.subtitle) if args.subtitle else ''}</div></div>"
+        f"{esc(var_txt)} · dashboard {esc(str(args.dashboard.name))} (uid {esc(dash.get('uid', ''))})</div>"
+        f"{'<div class=meta>' + esc(args.subtitle) + '</div>' if args.subtitle else ''}</div>"
         f"<div class='grid0' style='height:{max_bottom + 8:.0f}px'>{''.join(panels_html)}</div></body></html>")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)
