@@ -21,7 +21,7 @@ from .private_app_flow import reconcile_private_app
 from .readiness import ReadinessInput, ready
 from .recording import Recorder
 from .rollout_flow import reconcile_rollout
-from .runtime import Runtime
+from .runtime import Runtime, slim
 from .status_model import parse_status
 from .workqueue import describe_error
 
@@ -136,7 +136,9 @@ async def _flush(rt: Runtime, rec: Recorder) -> bool:
     if not updated:
         return False
     rt.remember(updated)
-    return _user_side(updated) != _user_side(rec.body)
+    # rec.body is the slimmed copy the watch stored (runtime.slim); compare like with like, or kubectl's
+    # last-applied annotation alone would look like a change and send every written token round again.
+    return _user_side(slim(updated)) != _user_side(rec.body)
 
 
 def _user_side(body: dict) -> tuple:

@@ -57,6 +57,9 @@ LEADER = Gauge(f"{PREFIX}_operator_leader", "1 while this replica holds the lead
 SECRET_CACHE_READS = Counter(f"{PREFIX}_secret_cache_reads_total",
                              "Reads of Secrets that tokens use: hit (from the watch) or miss (one GET)", ["result"])
 SECRET_CACHE_ENTRIES = Gauge(f"{PREFIX}_secret_cache_entries", "Secrets held by the watch-fed cache (only those tokens use)")
+STATUS_NOOP_WRITES = Counter(f"{PREFIX}_status_noop_writes_total",
+                             "Status writes the API server found nothing to change in (should stay 0: each is a "
+                             "wasted request, and a steady rate is a reconcile loop)")
 RECONCILE_SECONDS = Histogram(f"{PREFIX}_reconcile_duration_seconds", "Time spent in one reconcile")
 
 # The work queue, after controller-runtime's workqueue_* metrics (one queue per process).

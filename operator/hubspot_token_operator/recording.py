@@ -108,7 +108,7 @@ class Recorder:
         """The status merge patch: changed fields only (None deletes a field)."""
         out: dict = {}
         for k, v in self.fields.items():
-            if self.status.get(k) != v:
+            if merge_patch_changes(self.status.get(k), v):
                 out[k] = v
         if self.conditions != (self.status.get("conditions") or []):
             out["conditions"] = self.conditions
@@ -124,6 +124,12 @@ class Recorder:
         if patch:
             try:
                 updated = await kube.patch_status(md["namespace"], md["name"], patch)
+                if updated and updated.get("metadata", {}).get("resourceVersion") == md.get("resourceVersion"):
+                    # The API server found nothing to change: our diff was wrong. Each such write costs a
+                    # request and, if it repeats on every reconcile, is a loop; the counter makes it visible.
+                    metrics.STATUS_NOOP_WRITES.inc()
+                    log.warning("%s/%s: status write changed nothing (fields %s)", md["namespace"], md["name"],
+                                ", ".join(sorted(patch)))
                 log.debug("%s/%s: status %s written (rv %s -> %s)", md["namespace"], md["name"], sorted(patch),
                           md.get("resourceVersion"), (updated or {}).get("metadata", {}).get("resourceVersion"))
             except ApiException as e:
@@ -134,3 +140,20 @@ class Recorder:
             metrics.EVENTS.labels(reason=reason).inc()
             await kube.post_event(self.body, type_, reason, message)
         return updated
+
+
+def merge_patch_changes(current, patch) -> bool:
+    """True when applying `patch` to `current` as a JSON merge patch (RFC 7386, what a status patch is)
+    would change it. A None inside `patch` deletes a key, so it changes nothing where the key is absent:
+    comparing with `!=` would see a difference there and write the same status on every reconcile."""
+    if not isinstance(patch, dict):
+        return current != patch
+    if not isinstance(current, dict):
+        return True
+    for k, v in patch.items():
+        if v is None:
+            if k in current:
+                return True
+        elif k not in current or merge_patch_changes(current[k], v):
+            return True
+    return False

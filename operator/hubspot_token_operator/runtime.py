@@ -211,7 +211,7 @@ class Runtime:
                 if rv != old_rv:
                     log.debug("%s/%s: ignoring version %s, older than %s", *key, rv, old_rv)
                 return False
-        self.tokens[key] = _slim(body)
+        self.tokens[key] = slim(body)
         return True
 
     def drop(self, key: tuple[str, str]) -> None:
@@ -237,7 +237,7 @@ class Runtime:
 _BULK_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 
-def _slim(body: dict) -> dict:
+def slim(body: dict) -> dict:
     """The body without what no decision reads: managedFields and kubectl's last-applied copy are most of
     a stored token's size (measured: ~15 KiB of the ~40 KiB each token cost at 3,000 tokens)."""
     md = body.get("metadata") or {}

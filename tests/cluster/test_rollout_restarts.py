@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import time
+
 import pytest
 
 from tests.cluster import signals as sig
@@ -246,3 +251,44 @@ def test_paused_deployment_is_not_patched_and_missing_target_does_not_block(
     assert any("paused" in m for m in msgs) and any("does not exist" in m for m in msgs)
     apps.patch_namespaced_deployment("paused", namespace, {"spec": {"paused": False}})
     wait_for(lambda: w.template_value(apps, namespace, "Deployment", "paused"), timeout=30, what="restarted on resume")
+
+
+def test_a_kubectl_applied_token_is_quiet_once_its_restart_completed(
+    operator, simulator, core, apps, custom, namespace, cluster
+):
+    """The dashboard run against the demo found a settled token reconciled ~60 times a second: every pass
+    wrote a status the API server found unchanged (rollout.pendingSince: None looked like a change), and the
+    write's response carried kubectl's last-applied annotation, which the stored copy drops, so it looked
+    like a user edit and the token went round again at once. Needs `kubectl apply` (the annotation) and a
+    completed restart (the rollout status)."""
+    w.deployment(apps, namespace, "quiet")
+    wait_for(lambda: w.rollout_complete(apps, namespace, "Deployment", "quiet"), timeout=60, what="quiet up")
+    app = private_app(simulator, core, namespace)
+    manifest = json.dumps(t.private_app_token("pa", rollout={"delay": "0s", "targets": [
+        {"kind": "Deployment", "name": "quiet"}]}))
+    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
+    res = subprocess.run(["kubectl", "apply", "-n", namespace, "-f", "-"], input=manifest, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "kubectl.kubernetes.io/last-applied-configuration" in t.get(custom, namespace, "pa")["metadata"]["annotations"]
+    wait_for(lambda: published(core, namespace, "hubspot-private") == app["token"], timeout=30, what="publish")
+    rotate_source(simulator, core, namespace, app)
+    wait_for(lambda: w.template_value(apps, namespace, "Deployment", "quiet"), timeout=30, what="restarted")
+    wait_for(lambda: all(r["state"] == "Complete" for r in
+                         (t.get(custom, namespace, "pa")["status"].get("rollout") or {}).get("targets") or [{}]),
+             timeout=90, what="restart Complete in status")
+
+    def counts() -> tuple[float, float, float]:
+        return (sig.metric_sum(operator, "hubspot_token_status_noop_writes_total"),
+                sig.metric_sum(operator, "hubspot_token_kube_requests_total", verb="patch", resource="hubspottokens/status"),
+                sig.metric_sum(operator, "hubspot_token_kube_requests_total", verb="get", resource="deployments"))
+
+    sig.only_tokens_in(custom, namespace)  # the counters then move for this token only
+    noop_before, patches_before, gets_before = counts()
+    rv = t.get(custom, namespace, "pa")["metadata"]["resourceVersion"]
+    time.sleep(5)  # a window to count in, not a wait for something to happen: a loop shows as hundreds
+    noop, patches, gets = counts()
+    assert t.get(custom, namespace, "pa")["metadata"]["resourceVersion"] == rv, "the settled token was written"
+    assert noop == noop_before, f"{noop - noop_before} status writes changed nothing"
+    assert patches - patches_before <= 3 and gets - gets_before <= 3, (
+        f"in 5 s: {patches - patches_before} status patches, {gets - gets_before} Deployment reads")

@@ -80,6 +80,7 @@ class FakeKube:
         self._rv = itertools.count(100)
         self._faults: list[_Rule] = []
         self._hangs: list[_Rule] = []
+        self.noop_status_writes = 0  # status patches that changed nothing (the operator's diff was wrong)
 
     # ---- fault injection and the call log ----------------------------------------------------------
 
@@ -206,7 +207,12 @@ class FakeKube:
         obj = self.tokens.get((namespace, name))
         if obj is None:
             raise api_error(404)
-        obj["status"] = merge_patch(obj.get("status") or {}, status)
+        merged = merge_patch(obj.get("status") or {}, status)
+        if merged == (obj.get("status") or {}):
+            # Like the API server: a patch that changes nothing keeps the resourceVersion.
+            self.noop_status_writes += 1
+            return copy.deepcopy(obj)
+        obj["status"] = merged
         obj["metadata"]["resourceVersion"] = self._next_rv()
         return copy.deepcopy(obj)
 

@@ -345,6 +345,37 @@ async def f13_restart_complete_at_once(w: World, already_restarted: bool) -> Non
     ) if p])
 
 
+# ---- F22: a settled token is left alone -----------------------------------------------------------------
+
+
+async def f22_settled_token_is_quiet(w: World, applied: bool) -> None:
+    """Found by the dashboard run against the demo: after a rotation's restart completed, the token was
+    reconciled ~60 times a second, each pass writing a status the API server found unchanged. Two bugs
+    made the loop: the rollout status carried `pendingSince: None`, which a `!=` diff always saw as a change
+    (in a merge patch None deletes an absent key: no change), and the stored copy of a kubectl-applied token
+    has its last-applied annotation slimmed away, so the write's response looked like a user edit
+    ("changed while reconciled; again now")."""
+    key, app = w.private_app(rollout={"targets": [{"kind": "Deployment", "name": "web"}], "delay": "0s"})
+    if applied:  # what `kubectl apply` leaves on the object
+        w.kube.tokens[key]["metadata"]["annotations"] = {
+            "kubectl.kubernetes.io/last-applied-configuration": '{"kind":"HubSpotToken"}'}
+    w.kube.add_workload(NS, "Deployment", "web")
+    rt = w.runtime()
+    await passes(rt, key)
+    w.set_source("reporting", w.sim.rotate_private_app(app.app_id))
+    await passes(rt, key, 2)  # the rotation, its restart, the rollout found complete
+    writes_before = sum(c.method == "patch_status" for c in w.kube.calls)
+    settled = await passes(rt, key, 3)
+    writes = sum(c.method == "patch_status" for c in w.kube.calls) - writes_before
+    target = (w.status("reporting").get("rollout") or {}).get("targets") or [{}]
+    check([p for p in (
+        "" if target[0].get("state") == "Complete" else f"rollout not complete ({target[0].get('state')})",
+        f"{w.kube.noop_status_writes} status writes changed nothing" if w.kube.noop_status_writes else "",
+        f"{writes} status writes in 3 passes of a settled token" if writes else "",
+        *(f"a settled pass asked to look again in {p.delay}s" for p in settled if p.delay is None or p.delay < 60),
+    ) if p])
+
+
 # ---- F14: a requested refresh whose publish fails is served after the backoff, not dropped -----------
 
 
@@ -588,6 +619,8 @@ ROWS = [
                          labels={"uses-hubspot": "yes"}), id="F5-control-matchLabels"),
     pytest.param(partial(f13_restart_complete_at_once, already_restarted=False), id="F13-own-restart-complete-at-once"),
     pytest.param(partial(f13_restart_complete_at_once, already_restarted=True), id="F13-sibling-restart-already-complete"),
+    pytest.param(partial(f22_settled_token_is_quiet, applied=False), id="F22-settled-token-quiet"),
+    pytest.param(partial(f22_settled_token_is_quiet, applied=True), id="F22-settled-kubectl-applied-token-quiet"),
     pytest.param(f14_requested_refresh_publish_fails, id="F14-requested-refresh-publish-409"),
     pytest.param(partial(f8_immutable_target, flow="oauth"), id="F8-oauth-immutable-target"),
     pytest.param(partial(f8_immutable_target, flow="private-app"), id="F8-private-app-immutable-target"),
