@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from kubernetes.client import ApiException
 
 from . import conditions as cond
-from . import logs, metrics, tenancy
+from . import logs, metrics, revocation, tenancy
 from .leadership import NotLeading
 from .model import SpecError, TokenSpec, parse_spec
 from .oauth_flow import reconcile_oauth
@@ -41,8 +41,16 @@ async def reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
 
 async def _reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
     body = rt.tokens.get(key)
-    if body is None or body["metadata"].get("deletionTimestamp"):
+    if body is None:
         return None
+    if body["metadata"].get("deletionTimestamp"):
+        if revocation.FINALIZER not in (body["metadata"].get("finalizers") or []):
+            return None
+        try:  # revokeOnDelete: revoke (or not), say so, let the deletion finish
+            return await revocation.finalize(rt, body)
+        except NotLeading:
+            log.warning("%s/%s: not finalized: %s", *key, "leadership is being lost")
+            return None
     started = time.monotonic()
     rec = Recorder(body=body, now=rt.clock.now())
     spec: TokenSpec | None = None
@@ -55,6 +63,7 @@ async def _reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
     else:
         try:
             nxt = await _run_flows(rt, body, spec, rec)
+            nxt = _earliest(nxt, await revocation.keep_finalizers(rt, rec, body, spec))
         except NotLeading:
             # The lease is no longer surely ours: no HubSpot call was made and nothing more is written
             # here; the replica steps down and the next leader looks at this token from its status.

@@ -207,6 +207,10 @@ class Custody:
                 # Harmless: a stale entry is recognised as landed (the Secret holds the token) and dropped later.
                 log.warning("custody: removing a landed entry failed (HTTP %s)", e.status)
 
+    async def discard(self, p: Pending) -> None:
+        """A pending token of no use any more (revoked at HubSpot): out of memory and of the custody Secret."""
+        await self._drop(p)
+
     def forget(self, old_grant: str) -> None:
         self._pending.pop(old_grant, None)
 
@@ -225,6 +229,7 @@ def _with_token(src: SecretView, p: Pending) -> dict:
             "labels": src.labels,
             "annotations": annotations,
             "ownerReferences": src.owner_refs,
+            "finalizers": src.finalizers,  # a replace without them would drop them
         },
         "data": data,
     }

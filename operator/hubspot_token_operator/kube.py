@@ -57,6 +57,8 @@ class SecretView:
     annotations: dict[str, str] = field(default_factory=dict)
     owner_refs: list[dict] = field(default_factory=list)
     type: str = "Opaque"
+    finalizers: list[str] = field(default_factory=list)  # kept on every replace: others' and ours (revocation.py)
+    deleting: bool = False  # deletionTimestamp set: only a finalizer keeps it readable
 
     @property
     def owner_uids(self) -> list[str]:
@@ -201,6 +203,38 @@ class Kube:
             self.custom.patch_namespaced_custom_object_status,
             GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE_PATCH,
         )
+
+    async def patch_token_metadata(self, namespace: str, name: str, metadata: dict) -> dict:
+        """A merge patch of a HubSpotToken's metadata (finalizers); put resourceVersion in to make it
+        conditional (409 when the object changed since it was read)."""
+        KUBE_WRITES.labels(kind="token").inc()
+        return await self._run(
+            self.custom.patch_namespaced_custom_object,
+            GROUP, VERSION, namespace, PLURAL, name, {"metadata": metadata}, _content_type=MERGE_PATCH,
+        )
+
+    async def list_tokens(self, namespace: str | None = None) -> list[dict]:
+        """HubSpotTokens as stored (all namespaces when `namespace` is None): for rare checks that must see
+        beyond this release's shard (revocation.py)."""
+        if namespace is None:
+            res = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
+        else:
+            res = await self._run(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL)
+        return list(res.get("items", []))
+
+    async def patch_secret_metadata(self, namespace: str, name: str, metadata: dict) -> SecretView:
+        """A merge patch of a Secret's metadata (finalizers), conditional on metadata.resourceVersion."""
+        KUBE_WRITES.labels(kind="secret").inc()
+        try:
+            raw = await self._run(self.core.patch_namespaced_secret, name, namespace, {"metadata": metadata},
+                                  _content_type=MERGE_PATCH)
+        except ApiException as e:
+            if e.status in (404, 409):
+                self.secret_cache.invalidate(namespace, name)
+            raise
+        view = view_from_body(raw)
+        self.secret_cache.wrote(view)
+        return view
 
     # ---- Events --------------------------------------------------------------------------------------
 
@@ -413,6 +447,8 @@ def request_labels(fn_name: str, args: tuple) -> tuple[str, str]:
     head, _, rest = fn_name.partition("_")
     verb = _VERBS.get(head, "other")
     rest = rest.removeprefix("namespaced_")
+    if rest.startswith("cluster_custom_object"):  # (group, version, plural, ...)
+        return verb, args[2] if len(args) > 2 and isinstance(args[2], str) else "customobjects"
     if rest.startswith("custom_object"):
         plural = args[3] if len(args) > 3 and isinstance(args[3], str) else "customobjects"
         return verb, plural + ("/status" if rest.endswith("_status") else "")

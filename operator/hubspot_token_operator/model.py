@@ -52,6 +52,7 @@ class OAuthSpec(_Model):
     client_secret_ref: ClientSecretRef = Field(alias="clientSecretRef")
     refresh_token_secret_ref: RefreshTokenRef = Field(alias="refreshTokenSecretRef")
     api_version: Literal["2026-03", "v3", "v1"] = Field("2026-03", alias="apiVersion")
+    revoke_on_delete: bool = Field(False, alias="revokeOnDelete")
 
 
 class RefreshSpec(_Model):

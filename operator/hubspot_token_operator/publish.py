@@ -217,6 +217,7 @@ def plan_target(
         "resourceVersion": existing.resource_version,
         "labels": new_labels,
         "annotations": new_annotations,
+        "finalizers": existing.finalizers,  # a replace without them would drop them (others' and ours)
     }
     # deletionPolicy Delete garbage-collects only a Secret the operator created: never an adopted one.
     others = [o for o in existing.owner_refs if o["uid"] != owner.uid]

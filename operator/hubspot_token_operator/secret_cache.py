@@ -56,6 +56,8 @@ def view_from_body(body: dict) -> "SecretView":
             for o in (md.get("ownerReferences") or [])
         ],
         type=body.get("type") or "Opaque",
+        finalizers=list(md.get("finalizers") or []),
+        deleting=bool(md.get("deletionTimestamp")),
     )
 
 

@@ -135,16 +135,41 @@ class FakeKube:
         self.secrets.pop((ns, name), None)
         self.immutable.discard((ns, name))
 
+    def delete_secret(self, ns: str, name: str) -> None:
+        """A person's (or the namespace controller's) delete: held while finalizers remain."""
+        view = self.secrets.get((ns, name))
+        if view is not None and view.finalizers:
+            view.deleting = True
+            view.resource_version = self._next_rv()
+        else:
+            self.drop_secret(ns, name)
+
+    async def patch_secret_metadata(self, namespace: str, name: str, metadata: dict) -> SecretView:
+        await self._enter("patch_secret_metadata", namespace, name)
+        view = self.secrets.get((namespace, name))
+        if view is None:
+            raise api_error(404)
+        if metadata.get("resourceVersion") and metadata["resourceVersion"] != view.resource_version:
+            raise api_error(409)
+        view.finalizers = list(metadata.get("finalizers") or [])
+        view.resource_version = self._next_rv()
+        if view.deleting and not view.finalizers:
+            self.drop_secret(namespace, name)
+        return copy.deepcopy(view)
+
     def text(self, ns: str, name: str, key: str) -> str | None:
         s = self.secrets.get((ns, name))
         return s.text(key) if s else None
 
     def _store(self, ns: str, body: dict) -> SecretView:
         md = body.get("metadata") or {}
+        old = self.secrets.get((ns, md["name"]))
+        finalizers = md["finalizers"] if "finalizers" in md else (old.finalizers if old else [])
         view = SecretView(
             name=md["name"], namespace=ns, data=dict(body.get("data") or {}), resource_version=self._next_rv(),
             labels=dict(md.get("labels") or {}), annotations=dict(md.get("annotations") or {}),
             owner_refs=[dict(o) for o in md.get("ownerReferences") or []], type=body.get("type") or "Opaque",
+            finalizers=list(finalizers or []), deleting=bool(old and old.deleting),
         )
         self.secrets[(ns, view.name)] = view
         (self.immutable.add if body.get("immutable") else self.immutable.discard)((ns, view.name))
@@ -201,6 +226,32 @@ class FakeKube:
 
     def token(self, ns: str, name: str) -> dict:
         return copy.deepcopy(self.tokens[(ns, name)])
+
+    def delete_token(self, ns: str, name: str, at: str = "2026-01-01T00:00:00Z") -> None:
+        """kubectl delete: held (deletionTimestamp set) while finalizers remain."""
+        obj = self.tokens[(ns, name)]
+        if obj["metadata"].get("finalizers"):
+            obj["metadata"]["deletionTimestamp"] = at
+            obj["metadata"]["resourceVersion"] = self._next_rv()
+        else:
+            del self.tokens[(ns, name)]
+
+    async def patch_token_metadata(self, namespace: str, name: str, metadata: dict) -> dict:
+        await self._enter("patch_token_metadata", namespace, name)
+        obj = self.tokens.get((namespace, name))
+        if obj is None:
+            raise api_error(404)
+        if metadata.get("resourceVersion") and metadata["resourceVersion"] != obj["metadata"]["resourceVersion"]:
+            raise api_error(409)
+        obj["metadata"]["finalizers"] = list(metadata.get("finalizers") or [])
+        obj["metadata"]["resourceVersion"] = self._next_rv()
+        if obj["metadata"].get("deletionTimestamp") and not obj["metadata"]["finalizers"]:
+            del self.tokens[(namespace, name)]
+        return copy.deepcopy(obj)
+
+    async def list_tokens(self, namespace: str | None = None) -> list[dict]:
+        await self._enter("list_tokens", namespace or "", "")
+        return [copy.deepcopy(o) for (ns, _), o in self.tokens.items() if namespace in (None, ns)]
 
     async def patch_status(self, namespace: str, name: str, status: dict) -> dict:
         await self._enter("patch_status", namespace, name)

@@ -93,13 +93,16 @@ async def passes(rt: Runtime, key: tuple[str, str], n: int = 1, *, follow: bool 
             rt.clock.advance_to(out[-1].wake)
         if before is not None:
             before(i)
-        rt.remember(rt.kube.token(*key))
+        if key in rt.kube.tokens:
+            rt.remember(rt.kube.token(*key))
+        else:  # deleted (its finalizers released): the watch's DELETED event
+            rt.tokens.pop(key, None)
         now = rt.clock.now()
         try:
             wake, error = await controller.reconcile(rt, key), None
         except Exception as e:  # noqa: BLE001 - recorded, like the work queue does
             wake, error = None, e
-        out.append(Pass(now, wake, error, rt.kube.token(*key)))
+        out.append(Pass(now, wake, error, rt.kube.token(*key) if key in rt.kube.tokens else {}))
     return out
 
 

@@ -41,6 +41,7 @@ def model_value(model, path):
         "deletionPolicy": "deletion_policy", "restartOn": "restart_on", "minInterval": "min_interval",
         "privateApp": "private_app", "clientSecretRef": "client_secret_ref",
         "refreshTokenSecretRef": "refresh_token_secret_ref", "tokenSecretRef": "token_secret_ref",
+        "revokeOnDelete": "revoke_on_delete",
     }
     for p in path:
         obj = getattr(obj, aliases.get(p, p))

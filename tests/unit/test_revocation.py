@@ -1,0 +1,173 @@
+"""Revoke on delete (revocation.py): the pure decisions, then whole deletions against FakeKube and the
+simulator (the World of test_flows.py: reconciles the way the work queue runs them)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from hubspot_token_operator import revocation as rv
+from hubspot_token_operator.hubspot import ErrorKind, Failure
+from hubspot_token_operator.model import parse_spec
+
+from .test_flows import NS, World, passes, world  # noqa: F401 - world is a fixture
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+SPEC = parse_spec({"type": "OAuth", "target": {"name": "t"}, "oauth": {
+    "clientSecretRef": {"name": "app"}, "refreshTokenSecretRef": {"name": "install"}, "revokeOnDelete": True}})
+
+
+def other(ns="sales", name="b", uid="u2", ref="install", key=None, grant=None, deleting=False, type_="OAuth"):
+    md = {"namespace": ns, "name": name, "uid": uid}
+    if deleting:
+        md["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    r = {"name": ref, **({"key": key} if key else {})}
+    return {"metadata": md, "spec": {"type": type_, "oauth": {"refreshTokenSecretRef": r}},
+            "status": {"grantFingerprint": grant} if grant else {}}
+
+
+def test_finalizer_lists():
+    assert rv.with_finalizer(["a"], "m", True) == ["a", "m"]
+    assert rv.with_finalizer(["a", "m"], "m", True) is None
+    assert rv.with_finalizer(["a", "m"], "m", False) == ["a"]
+    assert rv.with_finalizer([], "m", False) is None
+    assert rv.secret_finalizer("0f3c") == "hubspot-operator.dev/revoke-0f3c"
+    assert rv.input_secrets(SPEC) == ["app", "install"]
+    assert rv.wants_revoke(SPEC) and not rv.wants_revoke(None)
+
+
+def test_sharers_by_secret_or_grant_and_never_the_deleting_or_itself():
+    me = ("sales", "u1")
+    found = rv.sharers(*me, SPEC, {"g1"}, [
+        other(name="same-secret"),
+        other(name="other-key", uid="u3", key="other"),
+        other(ns="ops", name="same-grant", uid="u4", grant="g1"),
+        other(ns="ops", name="same-secret-name-elsewhere", uid="u5"),
+        other(name="going-too", uid="u6", deleting=True),
+        other(name="private", uid="u7", type_="PrivateApp"),
+        other(name="me", uid="u1"),
+    ])
+    assert found == [("ops", "same-grant"), ("sales", "same-secret")]
+
+
+def test_plan_names_sharers_only_within_the_namespace():
+    p = rv.plan_revoke("sales", [("ops", "x")], (), None, None)
+    assert (p.action, p.reason) == ("Skip", "RevokeSkipped") and "ops" not in p.message and "x" not in p.message
+    p = rv.plan_revoke("sales", [("sales", "b"), ("ops", "x")], (), None, None)
+    assert "HubSpotToken b" in p.message and "ops" not in p.message
+    p = rv.plan_revoke("sales", [], ("Secret install",), None, None)
+    assert p.action == "GiveUp" and "missing Secret install" in p.message and "by hand" in p.message
+    assert rv.plan_revoke("sales", [], (), None, None).action == "Revoke"
+
+
+@pytest.mark.parametrize(("kind", "attempts", "since", "retries"), [
+    (ErrorKind.RETRYABLE, 1, 0, True),
+    (ErrorKind.RETRYABLE, rv.MAX_ATTEMPTS, 0, False),
+    (ErrorKind.RETRYABLE, 1, 11, False),  # minutes since the deletion: past GIVE_UP_AFTER
+    (ErrorKind.TERMINAL, 1, 0, False),
+])
+def test_after_failure_is_bounded(kind, attempts, since, retries):
+    now = T0 + timedelta(minutes=since)
+    when = rv.after_failure(now, T0, attempts, Failure(kind, "Server", "HTTP 503"))
+    assert (when is not None) is retries
+    if when is not None:
+        assert now < when <= T0 + rv.GIVE_UP_AFTER
+
+
+# ---- whole deletions -----------------------------------------------------------------------------------
+
+
+def finalizers(w: World, name: str) -> list[str]:
+    return w.kube.tokens[(NS, name)]["metadata"].get("finalizers") or []
+
+
+def secret_finalizers(w: World, name: str) -> list[str]:
+    return w.kube.secrets[(NS, name)].finalizers
+
+
+def test_namespace_deletion_revokes_with_the_secrets_held_until_done(world: World, run):
+    async def main():
+        key = world.oauth()
+        world.kube.edit_token(NS, "crm-sync", {"spec": {"oauth": {"revokeOnDelete": True}}})
+        rt = world.runtime()
+        await passes(rt, key, 2)
+        uid = world.kube.tokens[key]["metadata"]["uid"]
+        assert finalizers(world, "crm-sync") == [rv.FINALIZER]
+        for secret in ("hubspot-app", "crm-sync-install"):
+            assert secret_finalizers(world, secret) == [rv.secret_finalizer(uid)], secret
+        refresh = world.kube.text(NS, "crm-sync-install", "refresh_token")
+        assert world.refresh_token_live(refresh)
+        # the namespace controller deletes everything at once: the Secrets stay, held by our finalizers
+        for secret in ("hubspot-app", "crm-sync-install", "crm-hubspot"):
+            world.kube.delete_secret(NS, secret)
+        world.kube.delete_token(NS, "crm-sync")
+        await passes(rt, key)
+        assert key not in world.kube.tokens, "the finalizer was not released"
+        assert (NS, "hubspot-app") not in world.kube.secrets and (NS, "crm-sync-install") not in world.kube.secrets
+        assert not world.refresh_token_live(refresh), "the refresh token is still live at HubSpot"
+        assert "Revoked" in world.kube.reasons("crm-sync")
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_shared_grant_is_left_alone(world: World, run):
+    async def main():
+        a = world.oauth("crm-sync", target="a")
+        world.kube.edit_token(NS, "crm-sync", {"spec": {"oauth": {"revokeOnDelete": True}}})
+        b = world.oauth("reports", target="b")  # its own install Secret, holding the same refresh token
+        rt = world.runtime()
+        for key in (a, b):
+            await passes(rt, key, 2)
+        refresh = world.kube.text(NS, "crm-sync-install", "refresh_token")
+        world.kube.delete_token(NS, "crm-sync")
+        await passes(rt, a)
+        assert a not in world.kube.tokens
+        assert world.refresh_token_live(refresh), "a grant another token uses was revoked"
+        events = [e for e in world.kube.events if e["name"] == "crm-sync" and e["reason"] == "RevokeSkipped"]
+        assert events and "HubSpotToken reports" in events[0]["message"]
+        assert rv.secret_finalizer(world.kube.tokens.get(b, {}).get("metadata", {}).get("uid", "-")) not in \
+            secret_finalizers(world, "hubspot-app")
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_failing_revoke_is_retried_then_given_up_and_the_deletion_goes_on(world: World, run):
+    async def main():
+        key = world.oauth()
+        world.kube.edit_token(NS, "crm-sync", {"spec": {"oauth": {"revokeOnDelete": True}}})
+        rt = world.runtime()
+        await passes(rt, key, 2)
+        world.sim.add_fault("server_error", "/oauth/2026-03/token/revoke", status=503)
+        world.kube.delete_token(NS, "crm-sync", at=world.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+        runs = await passes(rt, key, rv.MAX_ATTEMPTS, follow=True)
+        assert key not in world.kube.tokens, "the deletion is blocked"
+        assert sum(p.wake is not None for p in runs[:-1]) >= 1
+        reasons = world.kube.reasons("crm-sync")
+        assert reasons.count("RevokeRetrying") == 1 and reasons[-1] == "RevokeFailed", reasons
+        failed = [e for e in world.kube.events if e["reason"] == "RevokeFailed"][0]["message"]
+        assert f"after {rv.MAX_ATTEMPTS} attempt(s)" in failed and "by hand" in failed
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_turning_it_off_removes_every_finalizer(world: World, run):
+    async def main():
+        key = world.oauth()
+        world.kube.edit_token(NS, "crm-sync", {"spec": {"oauth": {"revokeOnDelete": True}}})
+        rt = world.runtime()
+        await passes(rt, key, 2)
+        assert finalizers(world, "crm-sync")
+        world.kube.edit_token(NS, "crm-sync", {"spec": {"oauth": {"revokeOnDelete": False}}})
+        await passes(rt, key, 2)
+        assert not finalizers(world, "crm-sync")
+        assert not secret_finalizers(world, "hubspot-app") and not secret_finalizers(world, "crm-sync-install")
+        assert not (world.status("crm-sync").get("revocation") or {}).get("heldSecrets")
+        world.kube.delete_token(NS, "crm-sync")
+        assert key not in world.kube.tokens
+        await rt.close()
+
+    run(main(), timeout=45)
