@@ -65,8 +65,18 @@ class RefreshSpec(_Model):
     _b = field_validator("before", "min_remaining_validity")(_bounded)
 
 
+class AuditLogSpec(_Model):
+    enabled: bool = False
+    interval: timedelta = timedelta(minutes=5)
+    token_secret_ref: SourceTokenRef | None = Field(None, alias="tokenSecretRef")
+
+    _d = field_validator("interval", mode="before")(_duration)
+    _b = field_validator("interval")(_bounded)
+
+
 class PrivateAppSpec(_Model):
     token_secret_ref: SourceTokenRef = Field(alias="tokenSecretRef")
+    audit_log: AuditLogSpec = Field(AuditLogSpec(), alias="auditLog")
     overlap: timedelta = timedelta(days=7)
     max_age: timedelta = Field(timedelta(days=180), alias="maxAge")
     verify_interval: timedelta = Field(timedelta(hours=1), alias="verifyInterval")

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from . import conditions as cond
 from . import tenancy
+from .audit_detection import rotated_in_hubspot
 from .durations import format_duration, to_rfc3339
 from .fingerprint import Fingerprinter
 from .kube import SecretView
@@ -293,7 +294,13 @@ def _age(rec: Recorder, o: PAObserved, m) -> None:
     if published_at is None:
         return
     age = o.now - published_at
-    if m.rotation_due:
+    in_ui = rotated_in_hubspot((rec.value("privateApp") or {}).get("auditLog"), published_at)
+    if in_ui is not None:  # a person rotated in HubSpot; the new token has not reached the source Secret
+        src = o.spec.private_app.token_secret_ref.name
+        rec.condition(cond.ROTATION_DUE, True, "RotatedInHubSpot",
+                      f"rotated in HubSpot at {to_rfc3339(in_ui[0])} by {in_ui[1]} (audit log); put the new token "
+                      f"into Secret {src}")
+    elif m.rotation_due:
         if not cond.is_true(rec.conditions, cond.ROTATION_DUE):
             rec.event("Warning", "RotationDue",
                       f"the token is {format_duration(age)} old (maxAge {format_duration(max_age)}); rotate it in HubSpot")

@@ -5,7 +5,8 @@ the old token 7 days) and puts the new token into the source Secret, by hand or 
 rotate`. Each pass: gather; decide about the candidate (private_app_policies.decide_candidate) and act
 (verify, publish with the previous token kept for `overlap`, or reject); then decide and act on the
 maintenance of the published token (restore, re-verify, roll back to the previous token when only the
-published one died during the overlap, end the overlap, age). Ready is decided later,
+published one died during the overlap, end the overlap, age); then, if enabled, read HubSpot's audit log for
+a rotation done in the UI (audit_detection.py). Ready is decided later,
 by readiness.py, from the facts recorded here.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from . import conditions as cond
+from .audit_detection import check_audit_log
 from .model import TokenSpec
 from .private_app_actions import PASnapshot, accept_or_reject, gather, maintain, rebase
 from .private_app_policies import decide_candidate
@@ -51,4 +53,8 @@ async def reconcile_private_app(rt: Runtime, body: dict, spec: TokenSpec, rec: R
         if nxt is not None:
             return nxt  # published or pending: the next pass maintains the new state
     wake += await maintain(rt, rec, snap)
+    if snap.obs.published_fp:  # a rotation done in HubSpot's UI, seen in the audit log (optional)
+        audit_wake = await check_audit_log(rt, rec, body, spec, snap.published_value)
+        if audit_wake is not None:
+            wake.append(audit_wake)
     return min(wake) if wake else None

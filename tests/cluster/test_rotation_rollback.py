@@ -169,3 +169,27 @@ def test_each_rotation_email_has_its_condition(operator, simulator, core, custom
     wait_for(lambda: cond(custom, namespace, "pa", "RotationDue").get("status") == "True", timeout=30,
              what="RotationDue=True")
     wait_for(lambda: "RotationDue" in t.reasons(core, namespace, "pa"), what="RotationDue Event")
+
+
+def test_a_rotation_in_hubspots_ui_is_seen_in_the_audit_log(operator, simulator, core, custom, namespace):
+    """issue #15 item 5: spec.privateApp.auditLog reads HubSpot's audit log; a rotation nobody has brought to
+    the cluster yet shows as RotationDue=True RotatedInHubSpot within one interval, long before the hourly
+    verification, and clears once the new token is in the source Secret."""
+    pat = t.private_app_in_source(simulator, core, namespace, HUB, [*SCOPES, "account-info.security.read"])
+    t.create(custom, namespace, t.private_app_token("pa", hubId=HUB, privateApp={
+        "tokenSecretRef": {"name": "pa-source"}, "auditLog": {"enabled": True, "interval": "1m"}}))
+    wait_for(lambda: published(core, namespace).get("access_token") == pat["token"], timeout=30, what="first publish")
+    wait_for(lambda: (pa_status(custom, namespace).get("auditLog") or {}).get("checkedAt"), timeout=30,
+             what="the first audit-log read")
+    new = simulator.rotate(pat["app_id"], "later")  # in HubSpot's UI; the source Secret still holds the old token
+    t.remember(new)
+    simulator.advance(75)  # past the next audit read (1m), not the next verification (1h)
+    wait_for(lambda: cond(custom, namespace, "pa", "RotationDue").get("reason") == "RotatedInHubSpot", timeout=30,
+             what="RotationDue=True RotatedInHubSpot")
+    assert cond(custom, namespace, "pa", "RotationDue")["status"] == "True"
+    assert "RotatedInHubSpot" in t.reasons(core, namespace, "pa")
+    assert cond(custom, namespace, "pa", "Ready")["status"] == "True", "the old token still works"
+    t.put_secret(core, namespace, "pa-source", {"token": new})
+    wait_for(lambda: published(core, namespace).get("access_token") == new, timeout=30, what="the new token published")
+    wait_for(lambda: cond(custom, namespace, "pa", "RotationDue").get("reason") == "WithinMaxAge", timeout=30,
+             what="RotationDue back to WithinMaxAge")

@@ -41,7 +41,7 @@ def model_value(model, path):
         "deletionPolicy": "deletion_policy", "restartOn": "restart_on", "minInterval": "min_interval",
         "privateApp": "private_app", "clientSecretRef": "client_secret_ref",
         "refreshTokenSecretRef": "refresh_token_secret_ref", "tokenSecretRef": "token_secret_ref",
-        "revokeOnDelete": "revoke_on_delete",
+        "revokeOnDelete": "revoke_on_delete", "auditLog": "audit_log",
     }
     for p in path:
         obj = getattr(obj, aliases.get(p, p))
@@ -55,7 +55,7 @@ def test_model_defaults_match_crd_defaults():
         {
             "type": "OAuth",
             "oauth": {"clientSecretRef": {"name": "a"}, "refreshTokenSecretRef": {"name": "b"}},
-            "privateApp": {"tokenSecretRef": {"name": "c"}},
+            "privateApp": {"tokenSecretRef": {"name": "c"}, "auditLog": {"tokenSecretRef": {"name": "e"}}},
             "target": {"name": "d"},
         }
     )
@@ -118,11 +118,13 @@ def _walk(schema: dict, path: str = "spec"):
 DURATION_FIELDS = {
     "spec.refresh.before", "spec.refresh.minRemainingValidity", "spec.privateApp.overlap", "spec.privateApp.maxAge",
     "spec.privateApp.verifyInterval", "spec.rollout.delay", "spec.rollout.minInterval",
+    "spec.privateApp.auditLog.interval",
 }
 SECRET_KEY_FIELDS = {
     "spec.oauth.clientSecretRef.clientIdKey", "spec.oauth.clientSecretRef.clientSecretKey",
     "spec.oauth.refreshTokenSecretRef.key", "spec.privateApp.tokenSecretRef.key", "spec.target.keys.token",
     "spec.target.keys.previousToken", "spec.target.keys.expiresAt", "spec.target.keys.hubId",
+    "spec.privateApp.auditLog.tokenSecretRef.key",
 }
 
 

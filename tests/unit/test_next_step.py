@@ -56,6 +56,9 @@ OVERLAP = {"lastOutcome": "Published", "previousFingerprint": "0123456789abcdef"
         # "180 days" reminder email
         (pa_token([READY, c("RotationDue", "True", "MaxAgeExceeded")]),
          ["rotate in HubSpot", "then `kubectl hubspot rotate reporting -n sales < new-token.txt`"]),
+        # "rotation started" email, seen first in the audit log (spec.privateApp.auditLog): nobody updated the cluster
+        (pa_token([READY, c("RotationDue", "True", "RotatedInHubSpot", "rotated in HubSpot at ...")]),
+         ["someone rotated the token in HubSpot", "kubectl hubspot rotate reporting -n sales"]),
         # "rotated and expired after seven days" email: overlap over, nothing left to do
         (pa_token([READY, c("PreviousTokenRetirable", "True", "OverlapEnded"),
                    c("RotationDue", "False", "WithinMaxAge", "rotation due in 173d")]),

@@ -4,6 +4,9 @@ from .client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, EU_BASE_URL, HubSpotClien
 from .generations import ApiGeneration
 from .outcomes import (
     AccountDetails,
+    AuditEvent,
+    AuditLogEvents,
+    AuditLogOutcome,
     ErrorKind,
     Failure,
     IntrospectOutcome,
@@ -26,6 +29,9 @@ __all__ = [
     "EU_BASE_URL",
     "AccountDetails",
     "ApiGeneration",
+    "AuditEvent",
+    "AuditLogEvents",
+    "AuditLogOutcome",
     "ErrorKind",
     "Failure",
     "HubSpotClient",

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import ValidationError
@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from . import logsafety, wire
 from .classify import classify_exception, classify_status, parse_rate_limit, unexpected_response
 from .generations import (
+    AUDIT_LOGS_PATH,
     PRIVATE_APP_INFO_PATH,
     V1_ACCESS_TOKEN_ROUTE,
     V1_REFRESH_TOKEN_ROUTE,
@@ -33,6 +34,9 @@ from .generations import (
 )
 from .outcomes import (
     AccountDetails,
+    AuditEvent,
+    AuditLogEvents,
+    AuditLogOutcome,
     ErrorKind,
     Failure,
     IntrospectOutcome,
@@ -292,6 +296,39 @@ class HubSpotClient:
             time_zone=info.time_zone,
             rate_limit=reply.rate_limit,
         )
+
+    async def audit_log_events(
+        self, bearer_token: str | Secret, occurred_after: datetime, *, limit: int = 100, max_pages: int = 5,
+    ) -> AuditLogOutcome:
+        """Audit-log entries after `occurred_after`, oldest pages first, at most `max_pages` pages (each call
+        under the client's deadline). Needs an Enterprise account and scope account-info.security.read."""
+        raw = reveal(bearer_token)
+        events: list[AuditEvent] = []
+        after: str | None = None
+        rate_limit = None
+        for _ in range(max_pages):
+            query = {"occurredAfter": occurred_after.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+                     "limit": str(limit), **({"after": after} if after else {})}
+            reply = await self._call("audit_logs", "GET", f"{AUDIT_LOGS_PATH}?{urlencode(query)}", AUDIT_LOGS_PATH,
+                                     bearer=raw)
+            if isinstance(reply, Failure):
+                return reply
+            if not reply.success:
+                return self._failure("audit_logs", reply, True, (raw,))
+            try:
+                page = wire.AuditLogPage.model_validate(reply.body)
+            except ValidationError as exc:
+                return unexpected_response("audit_logs", reply.status, wire.problem_fields(exc), reply.rate_limit)
+            rate_limit = reply.rate_limit
+            events += [AuditEvent(
+                id=e.id, action=e.action, category=e.category, sub_category=e.sub_category,
+                occurred_at=e.occurred_at if e.occurred_at.tzinfo else e.occurred_at.replace(tzinfo=timezone.utc),
+                target_object_id=e.target_object_id, user_id=e.acting_user.user_id, user_email=e.acting_user.user_email,
+            ) for e in page.results]
+            after = page.next_after
+            if not after:
+                break
+        return AuditLogEvents(events=tuple(events), complete=after is None, rate_limit=rate_limit)
 
     # -- internals -----------------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ class ApiGeneration(str, enum.Enum):
 V1_ACCESS_TOKEN_ROUTE = "/oauth/v1/access-tokens/{token}"
 V1_REFRESH_TOKEN_ROUTE = "/oauth/v1/refresh-tokens/{token}"
 PRIVATE_APP_INFO_PATH = "/oauth/v2/private-apps/get/access-token-info"
+AUDIT_LOGS_PATH = "/account-info/2026-03/activity/audit-logs"  # Enterprise; scope account-info.security.read
 
 
 def looks_like_refresh_token(token: str) -> bool:

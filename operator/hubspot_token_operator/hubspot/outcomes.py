@@ -151,8 +151,32 @@ class AccountDetails:
     ok: ClassVar[bool] = True
 
 
+@dataclass(frozen=True)
+class AuditEvent:
+    """An audit-log entry, as the operator reads it (who did what to which object, when)."""
+
+    id: str
+    action: str
+    category: str
+    sub_category: str | None
+    occurred_at: datetime
+    target_object_id: str | None
+    user_id: int
+    user_email: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditLogEvents:
+    events: tuple[AuditEvent, ...]
+    complete: bool = True  # False when more pages were left than the call would read
+    rate_limit: RateLimit | None = None
+
+    ok: ClassVar[bool] = True
+
+
 RefreshOutcome = Union[TokenGrant, Failure]
 IntrospectOutcome = Union[TokenInfo, Failure]
 RevokeOutcome = Union[Revoked, Failure]
 PrivateAppInfoOutcome = Union[PrivateAppTokenInfo, Failure]
 LivenessOutcome = Union[AccountDetails, Failure]
+AuditLogOutcome = Union[AuditLogEvents, Failure]

@@ -6,6 +6,8 @@ errors are reported by field location only, never by value, because values here 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
@@ -65,6 +67,32 @@ class PortalInformation(_Wire):
     data_hosting_location: str | None = Field(None, alias="dataHostingLocation")
     ui_domain: str | None = Field(None, alias="uiDomain")
     time_zone: str | None = Field(None, alias="timeZone")
+
+
+class AuditActingUser(_Wire):
+    user_id: int = Field(alias="userId")
+    user_email: str | None = Field(None, alias="userEmail")
+
+
+class AuditLogEvent(_Wire):
+    """One PublicApiUserActionEvent of the 2026-03 audit-log API (the spec names no enum for `action`)."""
+
+    id: str
+    action: str
+    category: str
+    sub_category: str | None = Field(None, alias="subCategory")
+    occurred_at: datetime = Field(alias="occurredAt")
+    target_object_id: str | None = Field(None, alias="targetObjectId")
+    acting_user: AuditActingUser = Field(alias="actingUser")
+
+
+class AuditLogPage(_Wire):
+    results: list[AuditLogEvent]
+    paging: dict | None = None
+
+    @property
+    def next_after(self) -> str | None:
+        return ((self.paging or {}).get("next") or {}).get("after")
 
 
 def problem_fields(exc: ValidationError) -> str:

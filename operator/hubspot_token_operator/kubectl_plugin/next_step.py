@@ -67,6 +67,9 @@ def next_step(obj: dict, now: datetime | None = None) -> str:
             return (f"restart the workloads still running pods from before the rotation before {until}, when the "
                     "old token leaves the Secret; do not expire it in HubSpot yet")
         return f"wait for the consumers to restart onto the new token; do not expire the old token in HubSpot yet (overlap until {until})"
+    if _cond(status, "RotationDue").get("reason") == "RotatedInHubSpot":
+        return (f"someone rotated the token in HubSpot (audit log): copy the new token from HubSpot, then {rotate}; "
+                "until then the old one is published")
     if _cond(status, "RotationDue").get("status") == "True":
         return f"rotate in HubSpot (\"Rotate and expire later\"), then {rotate}"
     due = _cond(status, "RotationDue").get("message")

@@ -1,0 +1,154 @@
+"""Rotation detection from HubSpot's audit log (audit_detection.py): the matching, then whole passes against
+FakeKube and the simulator, whose private apps write the audit entries HubSpot's UI would."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from hubspot_token_operator.audit_detection import classify, concerns, findings, rotated_in_hubspot
+from hubspot_token_operator.hubspot import AuditEvent
+
+from .conftest import HUB_ID
+from .test_flows import NS, World, passes, world  # noqa: F401 - world is a fixture
+
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+AUDIT_SCOPE = "account-info.security.read"
+
+
+def ev(action="ROTATE", category="PRIVATE_APP_ACCESS_TOKEN", sub=None, at=T0, target="42", id_="e1"):
+    return AuditEvent(id=id_, action=action, category=category, sub_category=sub, occurred_at=at,
+                      target_object_id=target, user_id=7, user_email="admin@example.com")
+
+
+@pytest.mark.parametrize(("event", "kind"), [
+    (ev(), "Rotated"),
+    (ev(action="PRIVATE_APP_ACCESS_TOKEN_ROTATE", category="INTEGRATIONS"), "Rotated"),
+    (ev(action="AUTO_ROTATE", category="SERVICE_KEY"), "Rotated"),
+    (ev(action="DEACTIVATE"), "Deactivated"),
+    (ev(action="SET", category="SERVICE_KEY_ROTATION_SCHEDULE"), None),  # a schedule changes no token
+    (ev(action="VIEW"), None),
+    (ev(action="ROTATE", category="PERSONAL_ACCESS_KEY"), None),  # not an app's token
+])
+def test_classify(event, kind):
+    assert classify(event) == kind
+
+
+def test_findings_keep_this_apps_entries_after_the_publish():
+    events = [
+        ev(at=T0 - timedelta(hours=1), id_="before"),  # the rotation whose token is published
+        ev(at=T0 + timedelta(minutes=1), target="99", id_="other-app"),
+        ev(at=T0 + timedelta(minutes=2), id_="r1"),
+        ev(at=T0 + timedelta(minutes=3), id_="r2"),
+        ev(action="DEACTIVATE", at=T0 + timedelta(minutes=4), target=None, id_="d"),  # no target id: ours
+    ]
+    f = findings(events, 42, T0, T0 - timedelta(days=1))
+    assert f.rotated.id == "r2" and f.deactivated.id == "d"
+    assert f.seen_until == T0 + timedelta(minutes=4)
+    assert findings([], 42, T0, T0).seen_until == T0
+    assert concerns(ev(target="99"), None)
+
+
+def test_rotated_in_hubspot_only_while_newer_than_the_published_token():
+    audit = {"rotatedAt": "2026-03-01T00:05:00Z", "rotatedBy": "admin@example.com"}
+    assert rotated_in_hubspot(audit, T0) == (T0 + timedelta(minutes=5), "admin@example.com")
+    assert rotated_in_hubspot(audit, T0 + timedelta(minutes=6)) is None
+    assert rotated_in_hubspot({}, T0) is None
+
+
+# ---- whole passes --------------------------------------------------------------------------------------
+
+
+def audited(w: World, scopes: list[str], **audit):
+    app = w.sim.create_private_app(HUB_ID, scopes=["crm.objects.contacts.read", *scopes])
+    w.kube.put_secret(NS, "reporting-source", {"token": app.token})
+    w.kube.add_token(NS, {"apiVersion": "hubspot-operator.dev/v1alpha1", "kind": "HubSpotToken",
+                          "metadata": {"name": "reporting"}, "spec": {
+                              "type": "PrivateApp", "hubId": HUB_ID, "target": {"name": "reporting-hubspot"},
+                              "privateApp": {"tokenSecretRef": {"name": "reporting-source"},
+                                             "auditLog": {"enabled": True, "interval": "5m", **audit}}}})
+    return (NS, "reporting"), app
+
+
+def cond(w: World, ctype: str) -> dict:
+    return w.cond("reporting", ctype)
+
+
+def test_a_rotation_in_the_ui_is_seen_before_the_next_verification(world: World, run):
+    async def main():
+        key, app = audited(world, [AUDIT_SCOPE])
+        rt = world.runtime()
+        await passes(rt, key, 2)
+        assert cond(world, "Ready").get("status") == "True"
+        world.advance(60)
+        new = world.sim.rotate_private_app(app.app_id, "later")  # in HubSpot's UI; nobody updated the cluster
+        world.advance(5 * 60)  # the next audit read, far before the hourly verification
+        await passes(rt, key, 2)
+        rd = cond(world, "RotationDue")
+        assert (rd.get("status"), rd.get("reason")) == ("True", "RotatedInHubSpot"), rd
+        assert "reporting-source" in rd["message"]
+        assert world.kube.reasons("reporting").count("RotatedInHubSpot") == 1
+        assert cond(world, "Ready").get("status") == "True", "the old token still works: still Ready"
+        await passes(rt, key, 2)
+        assert world.kube.reasons("reporting").count("RotatedInHubSpot") == 1, "repeated"
+        world.set_source("reporting", new)  # the person finishes the rotation
+        await passes(rt, key, 2)
+        rd = cond(world, "RotationDue")
+        assert (rd.get("status"), rd.get("reason")) == ("False", "WithinMaxAge"), rd
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_rotate_and_expire_now_is_noticed_at_the_next_audit_read(world: World, run):
+    async def main():
+        key, app = audited(world, [AUDIT_SCOPE])
+        rt = world.runtime()
+        await passes(rt, key, 2)
+        world.advance(60)
+        world.sim.rotate_private_app(app.app_id, "now")  # the published token dies at once
+        world.advance(5 * 60)
+        await passes(rt, key, 3, follow=True)
+        assert cond(world, "Verified").get("status") == "False", cond(world, "Verified")
+        assert cond(world, "Ready").get("status") == "False"
+        # well before status.privateApp.nextVerifyAt would have come round (verifyInterval 1h)
+        assert world.clock.now() - world.clock.start < timedelta(minutes=30)
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_an_unreadable_audit_log_says_why_once_and_changes_nothing_else(world: World, run):
+    async def main():
+        key, _ = audited(world, [])  # the published token lacks account-info.security.read
+        rt = world.runtime()
+        await passes(rt, key, 2)
+        for _ in range(3):
+            world.advance(5 * 60)
+            await passes(rt, key)
+        assert world.kube.reasons("reporting").count("AuditLogUnreadable") == 1
+        problem = world.status("reporting")["privateApp"]["auditLog"]["problem"]
+        assert "account-info.security.read" in problem and "Enterprise" in problem
+        assert cond(world, "Ready").get("status") == "True"
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_a_separate_audit_token_is_used_when_given(world: World, run):
+    async def main():
+        reader = world.sim.create_private_app(HUB_ID, scopes=[AUDIT_SCOPE])
+        world.kube.put_secret(NS, "audit-reader", {"token": reader.token})
+        key, app = audited(world, [], tokenSecretRef={"name": "audit-reader"})
+        rt = world.runtime()
+        await passes(rt, key, 2)
+        world.advance(60)
+        world.sim.rotate_private_app(app.app_id, "later")
+        world.advance(5 * 60)
+        await passes(rt, key, 2)
+        assert cond(world, "RotationDue").get("reason") == "RotatedInHubSpot"
+        assert not world.kube.reasons("reporting").count("AuditLogUnreadable")
+        await rt.close()
+
+    run(main(), timeout=45)
