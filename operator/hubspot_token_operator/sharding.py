@@ -74,6 +74,7 @@ def secret_names(spec: dict) -> set[str]:
     names.add((oauth.get("clientSecretRef") or {}).get("name"))
     names.add((oauth.get("refreshTokenSecretRef") or {}).get("name"))
     names.add(((spec.get("privateApp") or {}).get("tokenSecretRef") or {}).get("name"))
+    names.add((((spec.get("privateApp") or {}).get("auditLog") or {}).get("tokenSecretRef") or {}).get("name"))
     return {n for n in names if n}
 
 

@@ -117,10 +117,11 @@ def endpoint_refusal(base_url: str | None, allowed: Iterable[str]) -> Refusal | 
 
 
 def input_secret_names(spec: Mapping) -> set[str]:
-    """Secrets a HubSpotToken spec (raw dict) reads as inputs: client secret, refresh token, source token."""
-    oauth = spec.get("oauth") or {}
+    """Secrets a HubSpotToken spec (raw dict) reads as inputs: client secret, refresh token, source token, and
+    the audit-log reader's token."""
+    oauth, pa = spec.get("oauth") or {}, spec.get("privateApp") or {}
     names = {(oauth.get("clientSecretRef") or {}).get("name"), (oauth.get("refreshTokenSecretRef") or {}).get("name"),
-             ((spec.get("privateApp") or {}).get("tokenSecretRef") or {}).get("name")}
+             (pa.get("tokenSecretRef") or {}).get("name"), ((pa.get("auditLog") or {}).get("tokenSecretRef") or {}).get("name")}
     return {n for n in names if n}
 
 

@@ -152,3 +152,14 @@ def test_a_separate_audit_token_is_used_when_given(world: World, run):
         await rt.close()
 
     run(main(), timeout=45)
+
+
+def test_the_audit_reader_secret_is_an_input_like_the_others():
+    """Watched (a change wakes the token), and never a target another token may write (tenancy)."""
+    from hubspot_token_operator.sharding import secret_names
+    from hubspot_token_operator.tenancy import input_secret_names
+
+    spec = {"type": "PrivateApp", "target": {"name": "t"}, "privateApp": {
+        "tokenSecretRef": {"name": "src"}, "auditLog": {"enabled": True, "tokenSecretRef": {"name": "reader"}}}}
+    assert secret_names(spec) == {"t", "src", "reader"}
+    assert input_secret_names(spec) == {"src", "reader"}
