@@ -215,6 +215,18 @@ class Simulator:
                 self.proc.wait()
 
 
+PROFILE_DIR: Path | None = None  # --profile
+
+
+def _py_spy() -> str:
+    """py-spy from PATH, else from the tools cache (python3 -m venv ~/.cache/hubspot-token-operator/tools/pyspy
+    && .../pyspy/bin/pip install py-spy); not a project dependency."""
+    found = shutil.which("py-spy") or str(Path.home() / ".cache/hubspot-token-operator/tools/pyspy/bin/py-spy")
+    if not Path(found).exists():
+        raise SystemExit("--profile needs py-spy: pip install py-spy (into any venv) and put it on PATH")
+    return found
+
+
 class Operator:
     """One ``hubspot-token-operator run`` process. `extra` are more flags, `env` more environment (POD_NAME
     is its leader-election identity)."""
@@ -247,6 +259,11 @@ class Operator:
             env={**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env},
         )
         log.close()
+        if PROFILE_DIR is not None:  # --profile: py-spy samples this process until it exits
+            PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+            out = PROFILE_DIR / f"operator-{self.proc.pid}.raw"
+            subprocess.Popen([_py_spy(), "record", "--pid", str(self.proc.pid), "--rate", "100", "--format", "raw",
+                              "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return self.wait_log(marker, offset, timeout) - self.exec_at
 
     def log_offset(self) -> int:
@@ -1357,6 +1374,9 @@ def summary(bench: Bench, meta: dict) -> str:
         ("plain client create latency p50 / p99 (s)", lambda r: f"{r['latency_s']['p50']} / {r['latency_s']['p99']}"),
         ("operator cold-start publish rate (Secrets/s)", lambda r: res["cold_start"]["publish_rate_per_s"]),
         ("ratio plain / operator", lambda r: round(r["per_second"] / res["cold_start"]["publish_rate_per_s"], 1)),
+        ("operator round refresh rate (Secrets/s); as % of plain",
+         lambda r: "-" if not (res.get("round") or {}).get("refresh_rate_per_s") else
+         f"{res['round']['refresh_rate_per_s']}; {100 * res['round']['refresh_rate_per_s'] / r['per_second']:.0f}%"),
     ])
     section("failover", "9 failover: leader SIGKILLed mid-round", [
         ("tokens; lease flags", lambda r: f"{r['tokens']}; {r['lease']}"),
@@ -1453,7 +1473,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--phase-timeout", type=float, default=900.0, help="deadline of each wait for a whole population")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     ap.add_argument("--keep", action="store_true", help="keep the state directory (logs) afterwards")
+    ap.add_argument("--profile", type=Path, help="sample every operator process with py-spy into DIR (raw stacks)")
     args = ap.parse_args()
+    global PROFILE_DIR
+    PROFILE_DIR = args.profile
     if args.smoke:
         for k, v in SMOKE.items():
             setattr(args, k, v)

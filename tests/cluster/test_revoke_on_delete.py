@@ -38,20 +38,23 @@ def gone(custom, ns, name) -> bool:
     return False
 
 
+def create_ready(custom, ns, name, install_secret, revoke=True):
+    """A HubSpotToken of the test app (Secret hubspot-app) with its own target, waited for until Ready."""
+    oauth = {"clientSecretRef": {"name": "hubspot-app"}, "refreshTokenSecretRef": {"name": install_secret},
+             **({"revokeOnDelete": True} if revoke else {})}
+    t.create(custom, ns, t.oauth_token(name, target=f"{name}-hubspot", hubId=HUB, oauth=oauth))
+    wait_for(lambda: t.condition(t.get(custom, ns, name), "Ready").get("status") == "True", timeout=30,
+             what=f"{name} Ready")
+    return t.get(custom, ns, name)["metadata"]["uid"]
+
+
 def reasons(core, ns, name) -> list[str]:
     return [e.reason for e in t.events(core, ns, name)]
 
 
 def test_delete_revokes_and_releases_the_finalizers(operator, simulator, core, custom, namespace, app):
     refresh = install(simulator, core, namespace, app, "solo-install")
-    t.create(custom, namespace, t.oauth_token("solo", target="solo-hubspot", hubId=HUB,
-                                              oauth={"clientSecretRef": {"name": "hubspot-app"},
-                                                     "refreshTokenSecretRef": {"name": "solo-install"},
-                                                     "revokeOnDelete": True}))
-    wait_for(lambda: t.condition(t.get(custom, namespace, "solo"), "Ready").get("status") == "True", timeout=30,
-             what="Ready")
-    body = t.get(custom, namespace, "solo")
-    uid = body["metadata"]["uid"]
+    uid = create_ready(custom, namespace, "solo", "solo-install")
     wait_for(lambda: FINALIZER in (t.get(custom, namespace, "solo")["metadata"].get("finalizers") or []),
              timeout=30, what="the token's finalizer")
     for secret in ("hubspot-app", "solo-install"):
@@ -67,13 +70,8 @@ def test_delete_revokes_and_releases_the_finalizers(operator, simulator, core, c
 
 def test_a_grant_another_token_uses_is_left_alone(operator, simulator, core, custom, namespace, app):
     refresh = install(simulator, core, namespace, app, "shared-install")
-    oauth = {"clientSecretRef": {"name": "hubspot-app"}, "refreshTokenSecretRef": {"name": "shared-install"}}
-    t.create(custom, namespace, t.oauth_token("first", target="first-hubspot", hubId=HUB,
-                                              oauth={**oauth, "revokeOnDelete": True}))
-    t.create(custom, namespace, t.oauth_token("second", target="second-hubspot", hubId=HUB, oauth=oauth))
-    for name in ("first", "second"):
-        wait_for(lambda: t.condition(t.get(custom, namespace, name), "Ready").get("status") == "True", timeout=30,
-                 what=f"{name} Ready")
+    create_ready(custom, namespace, "first", "shared-install")
+    create_ready(custom, namespace, "second", "shared-install", revoke=False)
     wait_for(lambda: FINALIZER in (t.get(custom, namespace, "first")["metadata"].get("finalizers") or []),
              timeout=30, what="the finalizer")
     custom.delete_namespaced_custom_object("hubspot-operator.dev", "v1alpha1", namespace, "hubspottokens", "first")
@@ -87,13 +85,7 @@ def test_a_grant_another_token_uses_is_left_alone(operator, simulator, core, cus
 
 def test_namespace_deletion_revokes_before_the_secrets_go(operator, simulator, core, custom, app, namespace):
     refresh = install(simulator, core, namespace, app, "ns-install")
-    t.create(custom, namespace, t.oauth_token("doomed", target="doomed-hubspot", hubId=HUB,
-                                              oauth={"clientSecretRef": {"name": "hubspot-app"},
-                                                     "refreshTokenSecretRef": {"name": "ns-install"},
-                                                     "revokeOnDelete": True}))
-    wait_for(lambda: t.condition(t.get(custom, namespace, "doomed"), "Ready").get("status") == "True", timeout=30,
-             what="Ready")
-    uid = t.get(custom, namespace, "doomed")["metadata"]["uid"]
+    uid = create_ready(custom, namespace, "doomed", "ns-install")
     wait_for(lambda: held(core, namespace, "ns-install", uid), timeout=30, what="the refresh-token Secret held")
     core.delete_namespace(namespace)
 

@@ -86,12 +86,18 @@ def secret_finalizers(w: World, name: str) -> list[str]:
     return w.kube.secrets[(NS, name)].finalizers
 
 
+async def revoking(w: World):
+    """OAuth token crm-sync with revokeOnDelete, published (two passes)."""
+    key = w.oauth()
+    w.kube.edit_token(NS, "crm-sync", {"spec": {"oauth": {"revokeOnDelete": True}}})
+    rt = w.runtime()
+    await passes(rt, key, 2)
+    return key, rt
+
+
 def test_namespace_deletion_revokes_with_the_secrets_held_until_done(world: World, run):
     async def main():
-        key = world.oauth()
-        world.kube.edit_token(NS, "crm-sync", {"spec": {"oauth": {"revokeOnDelete": True}}})
-        rt = world.runtime()
-        await passes(rt, key, 2)
+        key, rt = await revoking(world)
         uid = world.kube.tokens[key]["metadata"]["uid"]
         assert finalizers(world, "crm-sync") == [rv.FINALIZER]
         for secret in ("hubspot-app", "crm-sync-install"):
@@ -136,10 +142,7 @@ def test_shared_grant_is_left_alone(world: World, run):
 
 def test_failing_revoke_is_retried_then_given_up_and_the_deletion_goes_on(world: World, run):
     async def main():
-        key = world.oauth()
-        world.kube.edit_token(NS, "crm-sync", {"spec": {"oauth": {"revokeOnDelete": True}}})
-        rt = world.runtime()
-        await passes(rt, key, 2)
+        key, rt = await revoking(world)
         world.sim.add_fault("server_error", "/oauth/2026-03/token/revoke", status=503)
         world.kube.delete_token(NS, "crm-sync", at=world.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
         runs = await passes(rt, key, rv.MAX_ATTEMPTS, follow=True)
@@ -156,10 +159,7 @@ def test_failing_revoke_is_retried_then_given_up_and_the_deletion_goes_on(world:
 
 def test_turning_it_off_removes_every_finalizer(world: World, run):
     async def main():
-        key = world.oauth()
-        world.kube.edit_token(NS, "crm-sync", {"spec": {"oauth": {"revokeOnDelete": True}}})
-        rt = world.runtime()
-        await passes(rt, key, 2)
+        key, rt = await revoking(world)
         assert finalizers(world, "crm-sync")
         world.kube.edit_token(NS, "crm-sync", {"spec": {"oauth": {"revokeOnDelete": False}}})
         await passes(rt, key, 2)

@@ -36,6 +36,7 @@ from .. import __version__
 from .api import ApiError, NotFound, PluginError
 from .common import (
     EXIT_ERROR, EXIT_OK, EXIT_REJECTED, EXIT_TIMEOUT, Ctx, condition, describe_condition, get_token, parse_timeout,
+    timed_out_tail,
 )
 from .operator_info import warn_if_absent
 from .output import document
@@ -499,11 +500,7 @@ def _wait(ctx: Ctx, name: str, prior_grant: str | None, timeout: float, result: 
             if obj is not None:
                 out.error(f"Ready: {describe_condition(condition(obj, 'Ready'))}")
                 out.error(f"ReauthRequired: {describe_condition(condition(obj, 'ReauthRequired'))}")
-            lookup = ctx.extra.get("operator")
-            if lookup is not None and lookup.problem():
-                out.error(f"no running operator seen: {lookup.problem()}")
-            out.error(f"the refresh token stays in the Secret and the operator will still use it; check with: "
-                      f"kubectl hubspot status {name} -n {ctx.namespace}")
+            timed_out_tail(ctx, name, "the refresh token stays in the Secret and the operator will still use it")
             return EXIT_TIMEOUT
         if now - last_note >= NOTE_EVERY:
             out.line(f"still waiting ({int(now - start)}s of {int(timeout)}s)...")

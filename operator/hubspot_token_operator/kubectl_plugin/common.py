@@ -159,6 +159,15 @@ def describe_condition(c: dict | None) -> str:
     return text
 
 
+def timed_out_tail(ctx: Ctx, name: str, stays: str) -> None:
+    """The last lines after a wait for the operator's verdict timed out: whether any operator runs, that
+    what was written `stays` (e.g. "the token stays in the Secret ..."), and where to look."""
+    lookup = ctx.extra.get("operator")
+    if lookup is not None and lookup.problem():
+        ctx.out.error(f"no running operator seen: {lookup.problem()}")
+    ctx.out.error(f"{stays}; check with: kubectl hubspot status {name} -n {ctx.namespace}")
+
+
 def ref(obj: dict) -> str:
     md = obj.get("metadata") or {}
     return f"hubspottoken/{md.get('name')} in namespace {md.get('namespace')}"

@@ -6,7 +6,8 @@ import base64
 
 from .api import ApiError, Conflict, NotFound, PluginError
 from .common import (
-    EXIT_OK, EXIT_REJECTED, EXIT_TIMEOUT, Ctx, condition, describe_condition, get_token, parse_timeout, when,
+    EXIT_OK, EXIT_REJECTED, EXIT_TIMEOUT, Ctx, condition, describe_condition, get_token, parse_timeout,
+    timed_out_tail, when,
 )
 from .operator_info import warn_if_absent
 from .output import document
@@ -237,11 +238,7 @@ def _timed_out(ctx: Ctx, obj: dict | None, name: str, secret_name: str, version:
         elif pa.get("lastOutcome") == "Pending":
             out.error(f"verification with HubSpot is still pending: {_pending_message(obj)}")
         out.error(f"Ready: {describe_condition(condition(obj, 'Ready'))}")
-    lookup = ctx.extra.get("operator")
-    if lookup is not None and lookup.problem():
-        out.error(f"no running operator seen: {lookup.problem()}")
-    out.error(f"the token stays in the Secret and the operator will still act on it; check with: "
-              f"kubectl hubspot status {name} -n {ctx.namespace}")
+    timed_out_tail(ctx, name, "the token stays in the Secret and the operator will still act on it")
 
 
 _KEEP_STATES = {"Missing", "Deferred", "Paused", "Failed"}
