@@ -21,7 +21,7 @@ target id is taken as this app's: a needless verification is cheap, a missed rot
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Iterable, Literal
 
 from . import tenancy
@@ -32,6 +32,7 @@ from .recording import Recorder
 from .runtime import Runtime
 
 SUBJECTS = ("PRIVATE_APP", "SERVICE_KEY")
+SECOND = timedelta(seconds=1)
 SCOPE_HINT = ("reading the audit log needs an Enterprise account and a token with scope account-info.security.read "
               "(spec.privateApp.auditLog.tokenSecretRef, or that scope on the published token)")
 
@@ -69,7 +70,9 @@ def findings(events: Iterable[AuditEvent], app_id: int | None, published_at: dat
     newest: dict[str, AuditEvent] = {}
     for e in events:
         kind = classify(e)
-        if kind is None or not concerns(e, app_id) or (published_at is not None and e.occurred_at <= published_at):
+        # publishedAt is stored to the second: an entry counts only from the next second on, so the rotation
+        # whose token was just published (and written within the same second) is never taken for a new one.
+        if kind is None or not concerns(e, app_id) or (published_at is not None and e.occurred_at < published_at + SECOND):
             continue
         if kind not in newest or e.occurred_at > newest[kind].occurred_at:
             newest[kind] = e
@@ -136,6 +139,9 @@ async def check_audit_log(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpe
         else:
             f = findings(got.events, rec.value("appId"), published_at, since)
             audit["seenUntil"] = to_rfc3339(f.seen_until)
+            if not got.complete:  # more pages than one read takes: read on from seenUntil at once
+                wake = now
+                audit["nextCheckAt"] = to_rfc3339(now)
             src = spec.private_app.token_secret_ref.name
             if f.rotated is not None and from_rfc3339(audit.get("rotatedAt")) != f.rotated.occurred_at.replace(microsecond=0):
                 audit.update(rotatedAt=to_rfc3339(f.rotated.occurred_at), rotatedBy=who(f.rotated))

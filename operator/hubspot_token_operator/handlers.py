@@ -16,7 +16,7 @@ import logging
 
 import kopf
 
-from . import GROUP, PLURAL, VERSION, logs
+from . import GROUP, PLURAL, VERSION, logs, revocation
 from .operator_main import OperatorContext, current
 from .rollout import TargetRef, targets_workload
 from .schedule import spread_delay
@@ -56,7 +56,10 @@ def _wake(ctx: OperatorContext, key: tuple[str, str], event_type: str | None) ->
 async def token_event(event, body, **_):
     md = body.get("metadata") or {}
     with logs.token_context(md.get("namespace"), md.get("name")):
-        on_token(current(), event.get("type"), dict(body))
+        ctx = current()
+        on_token(ctx, event.get("type"), dict(body))
+        if event.get("type") == "DELETED" and revocation.held_anything(body) and ctx.runtime.leading():
+            await revocation.release_orphaned(ctx.runtime, dict(body))  # gone without its finalize
 
 
 @kopf.on.event("", "v1", "secrets")

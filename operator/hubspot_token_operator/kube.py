@@ -222,6 +222,13 @@ class Kube:
             res = await self._run(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL)
         return list(res.get("items", []))
 
+    async def namespace_terminating(self, namespace: str) -> bool:
+        """Whether the namespace is being deleted (a list by name: the chart grants list on namespaces, not get)."""
+        res = await self._run(self.core.list_namespace, field_selector=f"metadata.name={namespace}")
+        items = res.get("items") or []
+        return not items or bool((items[0].get("metadata") or {}).get("deletionTimestamp")) or \
+            (items[0].get("status") or {}).get("phase") == "Terminating"
+
     async def patch_secret_metadata(self, namespace: str, name: str, metadata: dict) -> SecretView:
         """A merge patch of a Secret's metadata (finalizers), conditional on metadata.resourceVersion."""
         KUBE_WRITES.labels(kind="secret").inc()
@@ -436,7 +443,7 @@ def _new_event(md: dict, type_: str, reason: str, message: str, now: str) -> dic
 
 _VERBS = {"read": "get", "get": "get", "list": "list", "create": "create", "replace": "update",
           "patch": "patch", "delete": "delete"}
-_RESOURCES = {"secret": "secrets", "event": "events", "lease": "leases", "deployment": "deployments",
+_RESOURCES = {"namespace": "namespaces", "secret": "secrets", "event": "events", "lease": "leases", "deployment": "deployments",
               "stateful_set": "statefulsets", "daemon_set": "daemonsets"}
 
 

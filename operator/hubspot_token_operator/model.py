@@ -73,6 +73,14 @@ class AuditLogSpec(_Model):
     _d = field_validator("interval", mode="before")(_duration)
     _b = field_validator("interval")(_bounded)
 
+    @field_validator("interval")
+    @classmethod
+    def _at_least_a_minute(cls, v: timedelta) -> timedelta:
+        # The CRD says so too (CEL); checked here as well, so no schema edit can make each pass call HubSpot.
+        if v < timedelta(minutes=1):
+            raise ValueError("must be at least 1m (each read is a HubSpot call)")
+        return v
+
 
 class PrivateAppSpec(_Model):
     token_secret_ref: SourceTokenRef = Field(alias="tokenSecretRef")

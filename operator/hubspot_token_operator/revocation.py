@@ -66,6 +66,13 @@ def wants_revoke(spec: TokenSpec | None) -> bool:
     return bool(spec and spec.type == "OAuth" and spec.oauth and spec.oauth.revoke_on_delete)
 
 
+def held_anything(body: dict) -> bool:
+    """Whether a token (as last seen) may have put finalizers on Secrets: worth a look when it is gone."""
+    spec = body.get("spec") or {}
+    return bool(((body.get("status") or {}).get("revocation") or {}).get("heldSecrets")
+                or (spec.get("oauth") or {}).get("revokeOnDelete"))
+
+
 def input_secrets(spec: TokenSpec) -> list[str]:
     """The Secrets a revoke reads: the app's client Secret and the refresh-token Secret."""
     o = spec.oauth
@@ -130,7 +137,10 @@ def after_failure(now: datetime, deleted_at: datetime | None, attempts: int, fai
 
 async def keep_finalizers(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpec | None) -> datetime | None:
     """Puts our finalizers on the token and its input Secrets while revokeOnDelete is on, and takes them off
-    when it is turned off (or an input Secret is no longer used). Returns when to look again (a conflict)."""
+    when it is turned off, when an input Secret is no longer used, or when a person deletes an input Secret
+    on its own (its namespace is not being deleted: they mean it, and a GitOps delete-and-recreate must not
+    hang). Returns when to look again (a conflict). status.revocation.heldSecrets changes per Secret, only
+    after its patch succeeded, so a failure half-way never forgets a finalizer that is still there."""
     md = body["metadata"]
     ns, uid = md["namespace"], md.get("uid", "")
     revocation = dict((body.get("status") or {}).get("revocation") or {})
@@ -140,41 +150,47 @@ async def keep_finalizers(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpe
         return None
     wanted = set(input_secrets(spec)) if want else set()
     mine = secret_finalizer(uid)
-    now_held: set[str] = set()
+    now_held = set(held)
     try:
         for name in sorted(held | wanted):
             secret = await rt.kube.read_secret(ns, name)
             if secret is None:
+                now_held.discard(name)
                 continue
             keep = name in wanted and not (rt.settings.tenancy == "consent" and tenancy.input_refusal(
                 "Secret", secret.name, secret.labels, secret.annotations, md["name"]))
+            if secret.deleting and (mine not in secret.finalizers or not await rt.kube.namespace_terminating(ns)):
+                keep = False  # a deleting Secret takes no new finalizer; a lone deletion is the owner's call
             new = with_finalizer(secret.finalizers, mine, keep)
             if new is not None:
                 await rt.kube.patch_secret_metadata(ns, name, {"finalizers": new, "resourceVersion": secret.resource_version})
-            if keep:
-                now_held.add(name)
+            (now_held.add if keep else now_held.discard)(name)
         new = with_finalizer(list(md.get("finalizers") or []), FINALIZER, want)
         if new is not None:
             rt.remember(await rt.kube.patch_token_metadata(
                 ns, md["name"], {"finalizers": new, "resourceVersion": md.get("resourceVersion")}))
     except ApiException as e:
-        if e.status not in (404, 409):
+        if e.status not in (404, 409, 422):
             raise
         return rt.clock.now() + timedelta(seconds=1)  # changed since read: look again with the new version
     finally:
-        if sorted(now_held) != sorted(held):
+        if now_held != held:
             rec.set_fields(revocation={**revocation, "heldSecrets": sorted(now_held) or None})
     return None
 
 
 async def finalize(rt: Runtime, body: dict) -> datetime | None:
     """The deletion of a token that carries FINALIZER: revoke (or not), say so, release. Returns when to
-    look again (a retry of the revoke, or of a release that conflicted); None when released."""
+    look again (a retry of the revoke, or of a release that conflicted); None when released. A Kubernetes
+    failure on the way counts as a failed attempt like a HubSpot one, so the deletion never hangs."""
     md, status = body["metadata"], body.get("status") or {}
     ns, name, uid = md["namespace"], md["name"], md.get("uid", "")
     rec = Recorder(body=body, now=rt.clock.now())
     now = rec.now
     revocation = dict(status.get("revocation") or {})
+    retry_at_ = from_rfc3339(revocation.get("retryAt"))
+    if not revocation.get("outcome") and retry_at_ is not None and now < retry_at_:
+        return retry_at_  # woken early (e.g. by the echo of our own status write): keep the backoff
     if not revocation.get("outcome"):
         try:
             spec: TokenSpec | None = parse_spec(body.get("spec") or {})
@@ -183,43 +199,102 @@ async def finalize(rt: Runtime, body: dict) -> datetime | None:
         if spec is None or spec.oauth is None:
             outcome = RevokePlan("GiveUp", "RevokeFailed", f"the spec cannot be read; nothing was revoked; {BY_HAND}")
         else:
-            outcome = await _revoke(rt, rec, body, spec, revocation)
+            try:
+                outcome = await _revoke(rt, rec, body, spec, revocation)
+            except ApiException as e:
+                outcome = _retry_or_give_up(rec, md, revocation, f"Kubernetes API HTTP {e.status}", None,
+                                            retryable=True)
             if isinstance(outcome, datetime):
-                await rec.flush(rt.kube)
+                _remember(rt, await rec.flush(rt.kube))
                 return outcome
+        if outcome.action == "GiveUp":
+            pending = rt.custody.pending(status.get("grantFingerprint"))
+            if pending is not None:  # the token is going away: hold no live refresh token for it
+                await rt.custody.discard(pending)
+                outcome = RevokePlan(outcome.action, outcome.reason, outcome.message +
+                                     "; the newer refresh token held in the operator's custody was dropped")
         rec.event("Normal" if outcome.reason in ("Revoked", "RevokeSkipped") else "Warning", outcome.reason, outcome.message)
-        revocation.update(outcome=outcome.reason, finishedAt=to_rfc3339(now))
+        revocation.update(outcome=outcome.reason, finishedAt=to_rfc3339(now), retryAt=None)
         rec.set_fields(revocation=revocation)
     updated = await rec.flush(rt.kube)
+    _remember(rt, updated)
     version = (updated or body)["metadata"].get("resourceVersion")
     try:
-        mine = secret_finalizer(uid)
         try:
             inputs = set(input_secrets(parse_spec(body.get("spec") or {})))
         except SpecError:
             inputs = set()
-        for secret_name in sorted(set(revocation.get("heldSecrets") or []) | inputs):
-            secret = await rt.kube.read_secret(ns, secret_name)
-            new = with_finalizer(secret.finalizers, mine, False) if secret is not None else None
-            if new is not None:
-                await rt.kube.patch_secret_metadata(ns, secret_name, {"finalizers": new, "resourceVersion": secret.resource_version})
+        await release_secrets(rt, ns, uid, set(revocation.get("heldSecrets") or []) | inputs)
         new = with_finalizer(list(md.get("finalizers") or []), FINALIZER, False)
         if new is not None:
             await rt.kube.patch_token_metadata(ns, name, {"finalizers": new, "resourceVersion": version})
     except ApiException as e:
         if e.status == 404:
             return None  # gone already
-        if e.status != 409:
+        if e.status not in (409, 422):
             raise
         return now + timedelta(seconds=1)  # changed since read: release from the new version
     log.info("%s/%s: finalizer released (%s)", ns, name, revocation.get("outcome"))
     return None
 
 
+async def release_secrets(rt: Runtime, namespace: str, uid: str, names: Iterable[str]) -> None:
+    """Takes this token's finalizer off the named Secrets (those that carry it)."""
+    mine = secret_finalizer(uid)
+    for secret_name in sorted(set(names)):
+        secret = await rt.kube.read_secret(namespace, secret_name)
+        new = with_finalizer(secret.finalizers, mine, False) if secret is not None else None
+        if new is not None:
+            await rt.kube.patch_secret_metadata(namespace, secret_name,
+                                                {"finalizers": new, "resourceVersion": secret.resource_version})
+
+
+async def release_orphaned(rt: Runtime, body: dict) -> None:
+    """A token gone without its finalize (its finalizer removed by hand, as docs/revoke-on-delete.md allows):
+    its Secret finalizers must not outlive it. Best effort: a failure is logged, the Secret keeps the
+    finalizer, and the manual escape in the docs applies."""
+    md = body.get("metadata") or {}
+    names = set(((body.get("status") or {}).get("revocation") or {}).get("heldSecrets") or [])
+    try:
+        names |= set(input_secrets(parse_spec(body.get("spec") or {})))
+    except SpecError:
+        pass
+    if not names or not md.get("uid"):
+        return
+    try:
+        await release_secrets(rt, md.get("namespace", ""), md["uid"], names)
+    except ApiException as e:
+        log.warning("%s/%s: could not release its finalizer from Secrets %s (HTTP %s)", md.get("namespace"),
+                    md.get("name"), ", ".join(sorted(names)), e.status)
+
+
+def _remember(rt: Runtime, updated: dict | None) -> None:
+    """Our own status write, remembered so its watch echo does not wake the token at once."""
+    if updated:
+        rt.remember(updated)
+
+
+def _retry_or_give_up(rec: Recorder, md: dict, revocation: dict, what: str, retry_after: float | None,
+                      retryable: bool) -> RevokePlan | datetime:
+    """One more failed attempt: when to retry (recorded in status.revocation), or the plan that gives up."""
+    attempts = int(revocation.get("attempts") or 0) + 1
+    failure = Failure(ErrorKind.RETRYABLE if retryable else ErrorKind.TERMINAL, "RevokeFailed", what,
+                      retry_after_seconds=retry_after)
+    again = after_failure(rec.now, from_rfc3339(md.get("deletionTimestamp")), attempts, failure)
+    if again is None:
+        return RevokePlan("GiveUp", "RevokeFailed", f"revoking the refresh token failed ({what}) after {attempts} "
+                          f"attempt(s); the deletion goes on; {BY_HAND}")
+    if attempts == 1:
+        rec.event("Warning", "RevokeRetrying", f"revoking the refresh token failed ({what}); retrying with backoff "
+                  f"for up to {int(GIVE_UP_AFTER.total_seconds() // 60)} minutes")
+    revocation.update(attempts=attempts, lastFailure=what, retryAt=to_rfc3339(again))
+    rec.set_fields(revocation=dict(revocation))
+    return again
+
+
 async def _revoke(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpec, revocation: dict) -> RevokePlan | datetime:
     md, status = body["metadata"], body.get("status") or {}
     ns, name, uid = md["namespace"], md["name"], md.get("uid", "")
-    now = rec.now
     inp = await gather_inputs(rt, ns, spec, name)
     pending = rt.custody.pending(status.get("grantFingerprint"))
     grants = {g for g in (status.get("grantFingerprint"), grant_fingerprint(rt, spec, inp.client_id, inp.refresh_token),
@@ -233,34 +308,31 @@ async def _revoke(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpec, revoc
     refresh_token = pending.token if pending else inp.refresh_token
     client = rt.hubspot(spec.hubspot.base_url, spec.oauth.api_version)
     got = await rt.critical(client.revoke(inp.client_id, inp.client_secret, refresh_token, "refresh_token"))
-    attempts = int(revocation.get("attempts") or 0) + 1
     if isinstance(got, Failure):
-        again = after_failure(now, from_rfc3339(md.get("deletionTimestamp")), attempts, got)
-        if again is None:
-            return RevokePlan("GiveUp", "RevokeFailed",
-                              f"revoking the refresh token at HubSpot failed ({got.message}) after {attempts} "
-                              f"attempt(s); the deletion goes on; {BY_HAND}")
-        if attempts == 1:
-            rec.event("Warning", "RevokeRetrying", f"revoking the refresh token at HubSpot failed ({got.message}); "
-                      f"retrying with backoff for up to {int(GIVE_UP_AFTER.total_seconds() // 60)} minutes")
-        rec.set_fields(revocation={**revocation, "attempts": attempts, "lastFailure": got.message,
-                                   "retryAt": to_rfc3339(again)})
-        return again
+        return _retry_or_give_up(rec, md, revocation, f"HubSpot: {got.message}", got.retry_after_seconds,
+                                 retryable=got.kind is ErrorKind.RETRYABLE)
     if pending is not None:
         await rt.custody.discard(pending)  # revoked: nothing left to write back
-    revocation["attempts"] = attempts
+    revocation["attempts"] = int(revocation.get("attempts") or 0) + 1
     grant = (status.get("grantFingerprint") or "")[:8]
     what = "was already inactive at HubSpot" if got.already_inactive else "revoked at HubSpot"
     return RevokePlan("Revoke", "Revoked", f"refresh token (grant {grant}) {what}")
 
 
 async def _all_tokens(rt: Runtime, namespace: str) -> list[dict]:
-    """Every HubSpotToken that could share the grant: from the API server (other shards' too), falling back
-    to this namespace, then to what this replica watches, when RBAC allows no wider read."""
-    for scope in (None, namespace):
-        try:
-            return await rt.kube.list_tokens(scope)
-        except ApiException as e:
-            if e.status != 403:
-                raise
-    return list(rt.tokens.values())
+    """Every HubSpotToken that could share the grant: from the API server across namespaces (other shards'
+    too); when RBAC allows no cluster-wide read (watch.mode namespaces), this namespace's list together with
+    every token this replica watches in its other namespaces."""
+    try:
+        return await rt.kube.list_tokens(None)
+    except ApiException as e:
+        if e.status != 403:
+            raise
+    try:
+        here = await rt.kube.list_tokens(namespace)
+    except ApiException as e:
+        if e.status != 403:
+            raise
+        here = []
+    seen = {(b.get("metadata") or {}).get("uid") for b in here}
+    return here + [b for b in rt.tokens.values() if (b.get("metadata") or {}).get("uid") not in seen]

@@ -195,6 +195,10 @@ class Runtime:
         held = cache.peek(namespace, ref["name"]) if cache is not None and ref.get("name") else None
         return held.text(ref.get("clientIdKey") or "client_id") if held is not None else None
 
+    def leading(self) -> bool:
+        """Whether this replica does the work (always, without leader election)."""
+        return self.leader is None or self.leader.leading
+
     def _admit(self, deadline: float) -> None:
         if self.leader is not None:
             self.leader.admit(deadline)

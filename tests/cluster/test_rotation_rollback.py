@@ -181,6 +181,7 @@ def test_a_rotation_in_hubspots_ui_is_seen_in_the_audit_log(operator, simulator,
     wait_for(lambda: published(core, namespace).get("access_token") == pat["token"], timeout=30, what="first publish")
     wait_for(lambda: (pa_status(custom, namespace).get("auditLog") or {}).get("checkedAt"), timeout=30,
              what="the first audit-log read")
+    simulator.advance(2)  # publishedAt is stored to the second: a rotation in the same second is not told apart
     new = simulator.rotate(pat["app_id"], "later")  # in HubSpot's UI; the source Secret still holds the old token
     t.remember(new)
     simulator.advance(75)  # past the next audit read (1m), not the next verification (1h)

@@ -144,6 +144,12 @@ class FakeKube:
         else:
             self.drop_secret(ns, name)
 
+    terminating: set = set()  # namespaces being deleted (a test sets it)
+
+    async def namespace_terminating(self, namespace: str) -> bool:
+        await self._enter("namespace_terminating", namespace, "")
+        return namespace in self.terminating
+
     async def patch_secret_metadata(self, namespace: str, name: str, metadata: dict) -> SecretView:
         await self._enter("patch_secret_metadata", namespace, name)
         view = self.secrets.get((namespace, name))

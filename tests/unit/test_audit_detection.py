@@ -47,6 +47,8 @@ def test_findings_keep_this_apps_entries_after_the_publish():
     assert f.rotated.id == "r2" and f.deactivated.id == "d"
     assert f.seen_until == T0 + timedelta(minutes=4)
     assert findings([], 42, T0, T0).seen_until == T0
+    # within the publish's own second: the rotation that produced the published token, not a new one
+    assert findings([ev(at=T0 + timedelta(milliseconds=400))], 42, T0, T0).rotated is None
     assert concerns(ev(target="99"), None)
 
 

@@ -971,3 +971,39 @@ def _get(values: dict, path: str, default: Any = None) -> Any:
             return default
         cur = cur[part]
     return cur
+
+
+# ---- what the security scanners checked (docs/security-scan.md; `make scan` runs the scanners themselves) ----
+
+# The value sets docs/security-scan.md scans; the properties below hold for each of them.
+SCAN_VALUE_SETS = {
+    "default": {},
+    "single": {"replicaCount": 1, "leaderElection": {"enabled": False}},
+    "full": {"networkPolicy": {"enabled": True}, "serviceMonitor": {"enabled": True},
+             "prometheusRule": {"enabled": True}, "grafana": {"dashboard": {"enabled": True}},
+             "image": {"digest": "sha256:" + "0" * 64}},
+    "namespaces": {"watch": {"mode": "namespaces", "namespaces": ["team-a", "team-b"]}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCAN_VALUE_SETS))
+def test_scanner_findings_fixed_in_the_chart_stay_fixed(helm: Path, helm_env: dict, tmp_path: Path,
+                                                        case: str) -> None:
+    docs = render(helm, helm_env, tmp_path, SCAN_VALUE_SETS[case])
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for c in pod.get("initContainers", []) + pod["containers"]:
+        res, sc = c["resources"], c["securityContext"]
+        assert res["requests"].get("cpu") and res["requests"].get("memory"), c["name"]
+        assert res["limits"].get("cpu") and res["limits"].get("memory"), c["name"]  # CKV_K8S_11/13, kube-score
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, c["name"]
+        assert sc["runAsNonRoot"] is True and sc["runAsUser"] > 10000, c["name"]  # CKV_K8S_40
+        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, c["name"]
+        assert sc["capabilities"]["drop"] == ["ALL"] and not sc["capabilities"].get("add"), c["name"]
+        assert c["livenessProbe"] and c["readinessProbe"], c["name"]
+        image = c["image"]
+        assert not image.endswith(":latest") and (":" in image.rsplit("/", 1)[-1] or "@sha256:" in image)
+    if case == "full":  # pinned by digest: the pull-policy and digest findings do not apply (CKV_K8S_15/43)
+        assert pod["containers"][0]["image"].endswith("@sha256:" + "0" * 64)
+        one(docs, "NetworkPolicy")  # CKV2_K8S_6, kube-score pod-networkpolicy
+    assert any(d["kind"] == "PodDisruptionBudget" for d in docs)

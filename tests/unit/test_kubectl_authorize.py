@@ -114,6 +114,20 @@ def test_loopback_target(uri, expected):
     assert az.loopback_target(uri) == expected
 
 
+def test_token_base_url_never_sends_the_client_secret_where_a_spec_author_points_alone():
+    """A HubSpotToken's author must not be able to collect the client secret of whoever runs `authorize`."""
+    with pytest.raises(az.AuthorizeError, match="not a HubSpot API host"):
+        az.token_base_url("https://evil.example.com", None)
+    with pytest.raises(az.AuthorizeError, match="not a HubSpot API host"):
+        az.token_base_url("https://api.hubapi.com.evil.example.com", None)
+    with pytest.raises(az.AuthorizeError, match="plain http"):
+        az.token_base_url(None, "http://proxy.internal:8080")
+    # the runner vouches for a non-HubSpot URL by naming it; loopback http is fine (the simulator)
+    assert az.token_base_url("https://hubspot-proxy.internal", "https://hubspot-proxy.internal") == "https://hubspot-proxy.internal"
+    assert az.token_base_url("http://localhost:9", "http://localhost:9") == "http://localhost:9"
+    assert az.is_hubspot_api_host("https://api-eu1.hubapi.com") and not az.is_hubspot_api_host("http://api.hubapi.com")
+
+
 def test_token_base_url_prefers_the_spec_and_refuses_a_contradicting_flag():
     assert az.token_base_url(None, None) == "https://api.hubapi.com"
     assert az.token_base_url(None, "http://127.0.0.1:1/") == "http://127.0.0.1:1"
@@ -401,3 +415,20 @@ def test_non_loopback_redirect_needs_headless(running_sim, sim, app):
     rc, out, err, _ = run_authorize(running_sim, fake_api(app), "--redirect-uri", "https://app.example.com/cb",
                                     stdin=io.StringIO(""))
     assert rc == 1 and "--headless" in err
+
+
+def test_a_failed_secret_write_revokes_the_new_grant_instead_of_leaving_it_live(running_sim, sim, app):
+    from hubspot_token_operator.kubectl_plugin.api import ApiError
+
+    sim.consent(HUB)
+    api = fake_api(app)
+
+    def forbidden(*_a, **_k):
+        raise ApiError(403, 'secrets "crm-install" is forbidden: User "dev" cannot create resource "secrets"')
+
+    api.create_secret = forbidden
+    rc, out, err, _ = run_authorize(running_sim, api, "--headless")
+    assert rc != 0
+    assert "writing the refresh token into Secret" in err and "was revoked" in err, err
+    assert not any(r.active for r in running_sim.state.refresh_tokens.values()), "the unstored grant is still live"
+    assert_no_secrets([out, err], app.client_secret)

@@ -171,3 +171,87 @@ def test_turning_it_off_removes_every_finalizer(world: World, run):
         await rt.close()
 
     run(main(), timeout=45)
+
+
+# ---- found by review: backoff, Kubernetes failures, lone Secret deletions, orphans, partial failures ------
+
+
+def revoke_calls(w: World) -> int:
+    return w.sim.count("POST /oauth/2026-03/token/revoke")
+
+
+def test_an_early_wake_keeps_the_backoff(world: World, run):
+    """The watch echo of the status write used to wake the token at once: 5 attempts in a second."""
+    async def main():
+        key, rt = await revoking(world)
+        world.sim.add_fault("server_error", "/oauth/2026-03/token/revoke", status=503)
+        world.kube.delete_token(NS, "crm-sync", at=world.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+        first = await passes(rt, key, 3)  # no time passes between them: woken early twice
+        assert revoke_calls(world) == 1, f"{revoke_calls(world)} revoke calls without any time passing"
+        assert first[1].wake == first[0].wake and first[0].delay >= 1
+        assert key in world.kube.tokens
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_a_kubernetes_failure_counts_as_an_attempt_and_never_blocks_the_deletion(world: World, run):
+    async def main():
+        key, rt = await revoking(world)
+        world.kube.fail("list_tokens", 500, times=None)
+        world.kube.delete_token(NS, "crm-sync", at=world.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+        await passes(rt, key, rv.MAX_ATTEMPTS + 1, follow=True)
+        assert key not in world.kube.tokens, "a failing list blocked the deletion"
+        assert world.kube.reasons("crm-sync")[-1] == "RevokeFailed"
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_a_lone_secret_deletion_is_not_held_but_a_namespace_deletion_is(world: World, run):
+    async def main():
+        key, rt = await revoking(world)
+        uid = world.kube.tokens[key]["metadata"]["uid"]
+        world.kube.delete_secret(NS, "crm-sync-install")  # a person (or GitOps) deletes the Secret alone
+        await passes(rt, key)
+        assert (NS, "crm-sync-install") not in world.kube.secrets, "a lone Secret deletion hangs"
+        assert "crm-sync-install" not in (world.status("crm-sync").get("revocation") or {}).get("heldSecrets", [])
+        world.kube.terminating.add(NS)
+        world.kube.delete_secret(NS, "hubspot-app")
+        await passes(rt, key)
+        assert rv.secret_finalizer(uid) in secret_finalizers(world, "hubspot-app"), "released during a namespace deletion"
+        world.kube.terminating.discard(NS)
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_a_failure_half_way_forgets_no_finalizer(world: World, run):
+    async def main():
+        key, rt = await revoking(world)
+        uid = world.kube.tokens[key]["metadata"]["uid"]
+        world.kube.edit_token(NS, "crm-sync", {"spec": {"oauth": {"revokeOnDelete": False}}})
+        world.kube.fail("patch_secret_metadata", 500, when=lambda ns, n: n == "hubspot-app")
+        await passes(rt, key)  # releasing hubspot-app fails; crm-sync-install is released
+        held = (world.status("crm-sync").get("revocation") or {}).get("heldSecrets") or []
+        assert "hubspot-app" in held and rv.secret_finalizer(uid) in secret_finalizers(world, "hubspot-app")
+        await passes(rt, key)
+        assert not secret_finalizers(world, "hubspot-app") and not secret_finalizers(world, "crm-sync-install")
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_a_token_gone_without_its_finalize_releases_its_secrets(world: World, run):
+    async def main():
+        key, rt = await revoking(world)
+        body = world.kube.token(*key)
+        uid = body["metadata"]["uid"]
+        del world.kube.tokens[key]  # its finalizer was patched away by hand; Kubernetes deleted it
+        await rv.release_orphaned(rt, body)
+        assert rv.held_anything(body)
+        assert rv.secret_finalizer(uid) not in secret_finalizers(world, "hubspot-app")
+        assert rv.secret_finalizer(uid) not in secret_finalizers(world, "crm-sync-install")
+        await rt.close()
+
+    run(main(), timeout=45)

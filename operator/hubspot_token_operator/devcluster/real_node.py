@@ -332,9 +332,17 @@ def stop_recorded_node(state_dir: Path) -> list[str]:
         pids = {}
     stopped = []
 
+    def ours(pid: int, name: str) -> bool:
+        """The recorded pid still runs the program recorded (a pid may be reused after a reboot or a crash)."""
+        try:
+            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            return False
+        return Path(argv0).name == name
+
     def stop(name: str) -> None:
         pid = pids.get(name)
-        if not pid:
+        if not pid or not ours(pid, name):
             return
         _terminate(pid)
         deadline = time.monotonic() + 10
@@ -345,7 +353,8 @@ def stop_recorded_node(state_dir: Path) -> list[str]:
             except ChildProcessError:
                 pass
             time.sleep(0.1)
-        _kill(pid)
+        if ours(pid, name):
+            _kill(pid)
         stopped.append(name)
 
     stop("kubelet")

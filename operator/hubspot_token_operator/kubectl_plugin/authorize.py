@@ -18,6 +18,8 @@ output, logs or exception messages: each one is registered with ``Output`` for r
 
 from __future__ import annotations
 
+import re
+
 import asyncio
 import base64
 import hmac
@@ -160,18 +162,37 @@ def loopback_target(redirect_uri: str) -> tuple[str, int, str] | None:
     return _LOOPBACK[parts.hostname], port, parts.path or "/"
 
 
+def is_hubspot_api_host(url: str) -> bool:
+    """HubSpot's own API hosts over https: api.hubapi.com and its regional twins (api-eu1.hubapi.com)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "https" and (host == "api.hubapi.com" or bool(re.fullmatch(r"api-[a-z0-9]+\.hubapi\.com", host)))
+
+
 def token_base_url(spec_url: str | None, flag_url: str | None) -> str:
-    """Where the code is exchanged: the token's spec.hubspot.baseURL (the operator refreshes there too), else
-    --hubspot-base-url, else HubSpot's API host. A flag that contradicts the spec is an error."""
+    """Where the code is exchanged (with the app's client secret): the token's spec.hubspot.baseURL (the operator
+    refreshes there too), else --hubspot-base-url, else HubSpot's API host.
+
+    The spec is written by whoever may write HubSpotTokens, the person running `authorize` may be someone
+    else (an admin holding the client secret), so a spec URL that is not HubSpot's own API host is used only
+    when the flag names the same URL: the runner vouches for it. A flag that contradicts the spec is an error,
+    and plain http is refused except on loopback (the simulator, a local proxy)."""
     spec_url = (spec_url or "").rstrip("/") or None
     flag_url = (flag_url or "").rstrip("/") or None
     if spec_url and flag_url and spec_url != flag_url:
         raise AuthorizeError(f"--hubspot-base-url {flag_url} differs from spec.hubspot.baseURL {spec_url}, where the "
                              "operator will refresh the token; drop the flag (or fix the spec)", "BadConfiguration")
+    if spec_url and not flag_url and not is_hubspot_api_host(spec_url):
+        raise AuthorizeError(f"spec.hubspot.baseURL {spec_url} is not a HubSpot API host (https://api.hubapi.com or "
+                             "https://api-<region>.hubapi.com); the app's client secret and the new refresh token would "
+                             f"be sent there. If you trust it, say so: --hubspot-base-url {spec_url}", "BadConfiguration")
     url = spec_url or flag_url or DEFAULT_HUBSPOT_BASE_URL
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise AuthorizeError(f"HubSpot base URL {url!r} is not an http(s) URL", "BadConfiguration")
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        raise AuthorizeError(f"HubSpot base URL {url} is plain http to a host that is not loopback: the client secret "
+                             "would cross the network unencrypted; use https", "BadConfiguration")
     return url
 
 
@@ -398,15 +419,18 @@ def _run(ctx: Ctx, args, result: dict) -> int:
     if hub_id is None and info is not None and not isinstance(info, Failure):
         hub_id, scopes = info.hub_id, list(info.scopes or scopes)
     result.update(hubId=hub_id, scopes=sorted(scopes))
-    refused = refusal(spec.get("hubId"), spec.get("requiredScopes") or [], hub_id, scopes)
-    if refused is not None:
-        revoked = False
+    def revoke_unstored() -> str:
+        """The refresh token just issued is stored nowhere: revoke it (best effort) and say what happened."""
         try:
             revoked = asyncio.run(_revoke(base, api_version, client_id, client_secret, refresh_token))
-        except Exception:  # noqa: BLE001 - best effort; the refusal is what matters
+        except Exception:  # noqa: BLE001 - best effort; the failure that led here is what matters
             revoked = False
-        left = ("the refresh token HubSpot just issued was revoked" if revoked
+        return ("the refresh token HubSpot just issued was revoked" if revoked
                 else "revoking the refresh token HubSpot just issued failed (it was not stored anywhere)")
+
+    refused = refusal(spec.get("hubId"), spec.get("requiredScopes") or [], hub_id, scopes)
+    if refused is not None:
+        left = revoke_unstored()
         raise AuthorizeError(f"refused: {refused[1]}; nothing was written ({left}; the app may stay installed in "
                              f"hub {hub_id}: uninstall it there if that was a mistake)", refused[0], EXIT_REJECTED)
     out.line(f"HubSpot authorized the app for hub {hub_id} with scopes {' '.join(sorted(scopes)) or '-'}")
@@ -424,7 +448,12 @@ def _run(ctx: Ctx, args, result: dict) -> int:
         out.warn(f"Secret {ctx.namespace}/{secret_name} lacks the label hubspot-operator.dev/consent=true, so the "
                  f"operator will not use it; add it with: kubectl -n {ctx.namespace} label secret {secret_name} "
                  "hubspot-operator.dev/consent=true")
-    version, what = write_source(ctx, secret_name, key, refresh_token)
+    try:
+        version, what = write_source(ctx, secret_name, key, refresh_token)
+    except Exception as e:  # noqa: BLE001 - whatever the failure, the new grant must not stay live and unstored
+        left = revoke_unstored()
+        raise AuthorizeError(f"writing the refresh token into Secret {ctx.namespace}/{secret_name} failed ({e}); "
+                             f"{left}; fix the cause and run the command again", "WriteFailed") from None
     result.update(write=what, resourceVersion=version)
     out.line(f"{what} key {key!r} of Secret {ctx.namespace}/{secret_name} (resourceVersion {version})")
     if spec.get("suspend"):

@@ -19,13 +19,13 @@ from .output import document, paint
 
 # (verb, group, resource, namespaced, commands that need it): the RBAC table of docs/kubectl-plugin.md.
 PERMISSIONS: list[tuple[str, str, str, bool, str]] = [
-    ("get", GROUP, PLURAL, True, "status NAME, rotate, refresh NAME, inspect secret"),
+    ("get", GROUP, PLURAL, True, "status NAME, rotate, authorize, refresh NAME, inspect secret"),
     ("list", GROUP, PLURAL, True, "status, list, refresh --all/-l, completion"),
     ("patch", GROUP, PLURAL, True, "refresh"),
     ("list", "", "events", True, "status NAME"),
-    ("get", "", "secrets", True, "rotate, inspect secret"),
-    ("create", "", "secrets", True, "rotate (when the source Secret does not exist yet)"),
-    ("update", "", "secrets", True, "rotate"),
+    ("get", "", "secrets", True, "rotate, authorize (the app's client Secret), inspect secret"),
+    ("create", "", "secrets", True, "rotate, authorize (when the Secret does not exist yet)"),
+    ("update", "", "secrets", True, "rotate, authorize"),
     ("list", "apps", "deployments", False, "version, check, and refresh --wait / rotate (finding the operator)"),
 ]
 
