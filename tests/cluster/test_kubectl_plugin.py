@@ -203,7 +203,7 @@ def test_check_reports_crd_operator_and_rbac(cluster, crds, apps, namespace):
     lines = res.stdout.splitlines()
     assert lines[0].startswith("OK    crd: CRD hubspottokens.hubspot-operator.dev is Established; serves v1alpha1")
     assert any(line.startswith("FAIL  operator: no hubspot-token-operator Deployment found in namespace") for line in lines)
-    assert f"OK    rbac update secrets in namespace {namespace}: allowed (needed by rotate)" in lines
+    assert f"OK    rbac update secrets in namespace {namespace}: allowed (needed by rotate, authorize)" in lines
     assert lines[-1].startswith("1 of ")
 
     operator_deployment(apps, namespace)
@@ -259,7 +259,7 @@ def test_no_permission_names_verb_resource_and_namespace(nobody_kubeconfig, crds
 
     res = plugin(nobody_kubeconfig, "check")  # SelfSubjectAccessReviews are allowed to everyone signed in
     assert res.returncode == 1
-    assert f"FAIL  rbac get secrets in namespace {namespace}: denied (needed by rotate, inspect secret)" in res.stdout
+    assert f"FAIL  rbac get secrets in namespace {namespace}: denied (needed by rotate, authorize (the app's client Secret), inspect secret)" in res.stdout
     assert "ask a cluster admin for a Role granting 'get' on secrets" in res.stdout
     assert ("FAIL  crd: cannot tell whether CRD hubspottokens.hubspot-operator.dev is installed: you may neither "
             "read the CRD nor list hubspottokens") in res.stdout
