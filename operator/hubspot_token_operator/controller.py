@@ -37,6 +37,8 @@ async def reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
             return await _reconcile(rt, key)
         finally:
             rt.limiter.release(key)  # a rate-limit ticket this reconcile did not use is not kept for later
+            if key not in rt.tokens:  # deleted while we worked: a series counted meanwhile must go too
+                metrics.forget_token(*key)
 
 
 async def _reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
@@ -144,7 +146,7 @@ async def _flush(rt: Runtime, rec: Recorder) -> bool:
     updated = await rec.flush(rt.kube)
     if not updated:
         return False
-    rt.remember(updated)
+    rt.remember(updated, own_write=True)
     # rec.body is the slimmed copy the watch stored (runtime.slim); compare like with like, or kubectl's
     # last-applied annotation alone would look like a change and send every written token round again.
     return _user_side(slim(updated)) != _user_side(rec.body)

@@ -168,7 +168,7 @@ async def keep_finalizers(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpe
         new = with_finalizer(list(md.get("finalizers") or []), FINALIZER, want)
         if new is not None:
             rt.remember(await rt.kube.patch_token_metadata(
-                ns, md["name"], {"finalizers": new, "resourceVersion": md.get("resourceVersion")}))
+                ns, md["name"], {"finalizers": new, "resourceVersion": md.get("resourceVersion")}), own_write=True)
     except ApiException as e:
         if e.status not in (404, 409, 422):
             raise
@@ -271,7 +271,7 @@ async def release_orphaned(rt: Runtime, body: dict) -> None:
 def _remember(rt: Runtime, updated: dict | None) -> None:
     """Our own status write, remembered so its watch echo does not wake the token at once."""
     if updated:
-        rt.remember(updated)
+        rt.remember(updated, own_write=True)
 
 
 def _retry_or_give_up(rec: Recorder, md: dict, revocation: dict, what: str, retry_after: float | None,

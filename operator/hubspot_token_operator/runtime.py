@@ -203,12 +203,15 @@ class Runtime:
         if self.leader is not None:
             self.leader.admit(deadline)
 
-    def remember(self, body: dict) -> bool:
+    def remember(self, body: dict, *, own_write: bool = False) -> bool:
         """Stores the newest body of a HubSpotToken (by resourceVersion), from watches and our own writes.
-        Returns False when nothing new was learned (an older version, or the echo of our own write)."""
+        Returns False when nothing new was learned (an older version, or the echo of our own write). The
+        answer to our own write (`own_write`) never brings back a token the watch has meanwhile deleted."""
         md = body.get("metadata", {})
         key = (md.get("namespace"), md.get("name"))
         old = self.tokens.get(key)
+        if own_write and old is None:
+            return False
         if old is not None:
             rv, old_rv = md.get("resourceVersion"), old["metadata"].get("resourceVersion")
             if rv == old_rv or _older(rv, old_rv):

@@ -255,3 +255,27 @@ def test_a_token_gone_without_its_finalize_releases_its_secrets(world: World, ru
         await rt.close()
 
     run(main(), timeout=45)
+
+
+def test_a_series_counted_by_a_reconcile_that_outlived_its_token_is_removed(world: World, run):
+    """Review finding: a reconcile still running when its token was deleted re-created its counter series."""
+    from hubspot_token_operator import controller, metrics
+
+    async def main():
+        key = world.oauth()
+        rt = world.runtime()
+        rt.remember(world.kube.token(*key))
+        real = rt.kube.create_secret
+
+        async def deleted_meanwhile(*a, **k):
+            rt.tokens.pop(key, None)  # the watch's DELETED arrives while this reconcile publishes
+            rt.drop(key)
+            return await real(*a, **k)
+
+        rt.kube.create_secret = deleted_meanwhile
+        await controller.reconcile(rt, key)
+        names = {(s.labels.get("namespace"), s.labels.get("name")) for s in metrics.REFRESHES.collect()[0].samples}
+        assert key not in names, "the deleted token's refresh series is back"
+        await rt.close()
+
+    run(main(), timeout=45)
