@@ -135,6 +135,22 @@ class LocalCluster:
         self._record_pids()
         self._poll("kube-apiserver", lambda: self._api_ok("/readyz"))
         self._poll("kube-apiserver", lambda: self._api_ok("/api/v1/namespaces/default"))
+        # The controllers' and kwok's watches come back only after client-go's backoff and a relist, which
+        # was measured at ~100 s after a 30 s outage: long enough for the next test's Deployment to wait
+        # in vain. They hold no state of their own (no leader election), so restart them now instead.
+        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            comp = next((c for c in self.components if c.name == name), None)
+            if comp is None:
+                continue
+            if comp.proc is not None and comp.proc.poll() is None:
+                _terminate(comp.proc.pid)
+                try:
+                    comp.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    _kill(comp.proc.pid)
+                    comp.proc.wait(timeout=10)
+            self._launch(comp)
+        self._record_pids()
 
     @property
     def apiserver_running(self) -> bool:
@@ -238,6 +254,22 @@ class LocalCluster:
         )
         self._poll("kube-apiserver", lambda: self._api_ok("/readyz"))
         self._poll("kube-apiserver", lambda: self._api_ok("/api/v1/namespaces/default"))
+        # The controllers' and kwok's watches come back only after client-go's backoff and a relist, which
+        # was measured at ~100 s after a 30 s outage: long enough for the next test's Deployment to wait
+        # in vain. They hold no state of their own (no leader election), so restart them now instead.
+        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            comp = next((c for c in self.components if c.name == name), None)
+            if comp is None:
+                continue
+            if comp.proc is not None and comp.proc.poll() is None:
+                _terminate(comp.proc.pid)
+                try:
+                    comp.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    _kill(comp.proc.pid)
+                    comp.proc.wait(timeout=10)
+            self._launch(comp)
+        self._record_pids()
 
     def _write_kubeconfigs(self) -> None:
         ca = self.state_dir / "certs" / "apiserver.crt"
