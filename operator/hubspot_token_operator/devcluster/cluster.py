@@ -113,15 +113,7 @@ class LocalCluster:
     def stop_apiserver(self, timeout: float = 15.0) -> None:
         """Stops kube-apiserver alone (SIGTERM, then SIGKILL after `timeout`); etcd, the controllers and
         kwok keep running. `start_apiserver()` brings the same server back."""
-        comp = self._component("kube-apiserver")
-        if comp.proc is None or comp.proc.poll() is not None:
-            return
-        _terminate(comp.proc.pid)
-        try:
-            comp.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill(comp.proc.pid)
-            comp.proc.wait(timeout=10)
+        _stop(self._component("kube-apiserver"), timeout)
         self._record_pids()
 
     def start_apiserver(self) -> None:
@@ -140,16 +132,9 @@ class LocalCluster:
         # in vain. They hold no state of their own (no leader election), so restart them now instead.
         for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
             comp = next((c for c in self.components if c.name == name), None)
-            if comp is None:
-                continue
-            if comp.proc is not None and comp.proc.poll() is None:
-                _terminate(comp.proc.pid)
-                try:
-                    comp.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    _kill(comp.proc.pid)
-                    comp.proc.wait(timeout=10)
-            self._launch(comp)
+            if comp is not None:
+                _stop(comp, 10.0)
+                self._launch(comp)
         self._record_pids()
 
     @property
@@ -254,22 +239,6 @@ class LocalCluster:
         )
         self._poll("kube-apiserver", lambda: self._api_ok("/readyz"))
         self._poll("kube-apiserver", lambda: self._api_ok("/api/v1/namespaces/default"))
-        # The controllers' and kwok's watches come back only after client-go's backoff and a relist, which
-        # was measured at ~100 s after a 30 s outage: long enough for the next test's Deployment to wait
-        # in vain. They hold no state of their own (no leader election), so restart them now instead.
-        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
-            comp = next((c for c in self.components if c.name == name), None)
-            if comp is None:
-                continue
-            if comp.proc is not None and comp.proc.poll() is None:
-                _terminate(comp.proc.pid)
-                try:
-                    comp.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    _kill(comp.proc.pid)
-                    comp.proc.wait(timeout=10)
-            self._launch(comp)
-        self._record_pids()
 
     def _write_kubeconfigs(self) -> None:
         ca = self.state_dir / "certs" / "apiserver.crt"
@@ -481,3 +450,15 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def _stop(comp: Component, timeout: float) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; nothing if it is not running."""
+    if comp.proc is None or comp.proc.poll() is not None:
+        return
+    _terminate(comp.proc.pid)
+    try:
+        comp.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill(comp.proc.pid)
+        comp.proc.wait(timeout=10)
