@@ -81,6 +81,7 @@ class FakeKube:
         self._faults: list[_Rule] = []
         self._hangs: list[_Rule] = []
         self.noop_status_writes = 0  # status patches that changed nothing (the operator's diff was wrong)
+        self.terminating: set[str] = set()  # namespaces being deleted (a test sets it)
 
     # ---- fault injection and the call log ----------------------------------------------------------
 
@@ -143,8 +144,6 @@ class FakeKube:
             view.resource_version = self._next_rv()
         else:
             self.drop_secret(ns, name)
-
-    terminating: set = set()  # namespaces being deleted (a test sets it)
 
     async def namespace_terminating(self, namespace: str) -> bool:
         await self._enter("namespace_terminating", namespace, "")

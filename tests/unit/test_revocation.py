@@ -86,6 +86,11 @@ def secret_finalizers(w: World, name: str) -> list[str]:
     return w.kube.secrets[(NS, name)].finalizers
 
 
+def delete_now(w: World) -> None:
+    """kubectl delete of crm-sync, stamped with the operator's (simulated) time."""
+    w.kube.delete_token(NS, "crm-sync", at=w.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
 async def revoking(w: World):
     """OAuth token crm-sync with revokeOnDelete, published (two passes)."""
     key = w.oauth()
@@ -144,7 +149,7 @@ def test_failing_revoke_is_retried_then_given_up_and_the_deletion_goes_on(world:
     async def main():
         key, rt = await revoking(world)
         world.sim.add_fault("server_error", "/oauth/2026-03/token/revoke", status=503)
-        world.kube.delete_token(NS, "crm-sync", at=world.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+        delete_now(world)
         runs = await passes(rt, key, rv.MAX_ATTEMPTS, follow=True)
         assert key not in world.kube.tokens, "the deletion is blocked"
         assert sum(p.wake is not None for p in runs[:-1]) >= 1
@@ -185,7 +190,7 @@ def test_an_early_wake_keeps_the_backoff(world: World, run):
     async def main():
         key, rt = await revoking(world)
         world.sim.add_fault("server_error", "/oauth/2026-03/token/revoke", status=503)
-        world.kube.delete_token(NS, "crm-sync", at=world.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+        delete_now(world)
         first = await passes(rt, key, 3)  # no time passes between them: woken early twice
         assert revoke_calls(world) == 1, f"{revoke_calls(world)} revoke calls without any time passing"
         assert first[1].wake == first[0].wake and first[0].delay >= 1
@@ -199,7 +204,7 @@ def test_a_kubernetes_failure_counts_as_an_attempt_and_never_blocks_the_deletion
     async def main():
         key, rt = await revoking(world)
         world.kube.fail("list_tokens", 500, times=None)
-        world.kube.delete_token(NS, "crm-sync", at=world.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+        delete_now(world)
         await passes(rt, key, rv.MAX_ATTEMPTS + 1, follow=True)
         assert key not in world.kube.tokens, "a failing list blocked the deletion"
         assert world.kube.reasons("crm-sync")[-1] == "RevokeFailed"
