@@ -35,21 +35,24 @@ def on_token(ctx: OperatorContext, event_type: str | None, body: dict) -> None:
             rt.drop(key)
         return
     first = key not in rt.tokens
-    if rt.remember(body):  # not the echo of our own status write
+    if rt.remember(body):  # newer than what we hold: a change, or our own status write seen first
         rt.index.put(key[0], key[1], body.get("spec") or {})
-        ctx.queue.schedule(key, rt.first_look(body) if first else None)
+        rv = md.get("resourceVersion")
+        # The watch often delivers our own write before its answer: decided once the reconcile is over.
+        ctx.queue.schedule(key, rt.first_look(body) if first else None,
+                           unless=lambda: rt.is_own_status_echo(key, rv))
 
 
-def _wake(ctx: OperatorContext, key: tuple[str, str], event_type: str | None) -> None:
+def _wake(ctx: OperatorContext, key: tuple[str, str], event_type: str | None, unless=None) -> None:
     """A change wakes the token now. A listing (start-up, or a re-list after a watch gap: Kopf gives those
     events no type) may hide a change made during the gap, so it wakes the token too, but spread over
-    the first-look window, behind tokens that are due."""
+    the first-look window, behind tokens that are due. `unless`: see WorkQueue.schedule."""
     rt = ctx.runtime
     if event_type is None:
         body = rt.tokens.get(key)
         ctx.queue.schedule(key, rt.clock.now() + spread_delay((body or {}).get("metadata", {}).get("uid") or str(key)))
     else:
-        ctx.queue.schedule(key)
+        ctx.queue.schedule(key, unless=unless)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -62,14 +65,36 @@ async def token_event(event, body, **_):
             await revocation.release_orphaned(ctx.runtime, dict(body))  # gone without its finalize
 
 
-@kopf.on.event("", "v1", "secrets")
-async def secret_event(event, body, namespace, name, meta, **_):
-    ctx: OperatorContext = current()
-    ctx.runtime.kube.secret_cache.observe(event.get("type"), body)  # reads are served from this (secret_cache.py)
-    if event.get("type") not in (None, "DELETED") and ctx.runtime.is_own_echo(namespace, name, meta.get("resourceVersion")):
+def on_secret(ctx: OperatorContext, event_type: str | None, body: dict) -> None:
+    md = body.get("metadata") or {}
+    namespace, name, rv = md.get("namespace"), md.get("name"), md.get("resourceVersion")
+    rt = ctx.runtime
+    rt.kube.secret_cache.observe(event_type, body)  # reads are served from this (secret_cache.py)
+    written = event_type not in (None, "DELETED")
+    if written and rt.is_own_echo(namespace, name, rv):
         return
-    for token in ctx.runtime.index.using_secret(namespace, name):
-        _wake(ctx, (namespace, token), event.get("type"))
+    # Not known as ours yet: the write that made it may still be waiting for its answer. A token whose
+    # reconcile is running re-runs only if, once it is over, this was not that reconcile's own write.
+    echo = _decided_once(lambda: rt.is_own_echo(namespace, name, rv)) if written else None
+    for token in rt.index.using_secret(namespace, name):
+        _wake(ctx, (namespace, token), event_type, unless=echo)
+
+
+@kopf.on.event("", "v1", "secrets")
+async def secret_event(event, body, **_):
+    on_secret(current(), event.get("type"), body)
+
+
+def _decided_once(check):
+    """`check`, asked at most once (is_own_echo forgets the write it matched): every token woken by one
+    event gets the same answer."""
+    answer: list[bool] = []
+
+    def decided() -> bool:
+        if not answer:
+            answer.append(bool(check()))
+        return answer[0]
+    return decided
 
 
 def wake_targeting(ctx: OperatorContext, namespace: str, kind: str, name: str, labels: dict,

@@ -67,6 +67,9 @@ WORKQUEUE_DEPTH = Gauge(f"{PREFIX}_workqueue_depth", "Keys due now and waiting f
 WORKQUEUE_ADDS = Counter(f"{PREFIX}_workqueue_adds_total", "Keys added to the work queue (or moved earlier)")
 WORKQUEUE_RETRIES = Counter(f"{PREFIX}_workqueue_retries_total",
                             "Reconciles scheduled again because they failed (a recorded failure or an exception)")
+WORKQUEUE_ECHOES_SKIPPED = Counter(f"{PREFIX}_workqueue_echoes_skipped_total",
+                                   "Watch events of a token's own writes that arrived while its reconcile ran, "
+                                   "recognised afterwards: no second reconcile")
 WORKQUEUE_LONGEST = Gauge(f"{PREFIX}_workqueue_longest_running_processor_seconds",
                           "How long the longest-running reconcile in flight has been running")
 WORKQUEUE_QUEUE_SECONDS = Histogram(f"{PREFIX}_workqueue_queue_duration_seconds",

@@ -96,6 +96,9 @@ class Runtime:
     # (namespace, name) -> resourceVersion of the target Secret we just wrote: its watch event is our own
     # echo and needs no reconcile (the reconcile that wrote it already scheduled what comes next).
     own_writes: dict = field(default_factory=dict)
+    # (namespace, name) -> resourceVersion of the token's status as our last status write left it: a watch
+    # event at that version is our own echo, even when it arrived before the write's answer.
+    own_status: dict = field(default_factory=dict)
     _grant_locks: dict = field(default_factory=dict)
     limiter: AppRateLimiter | None = None
     custody: Custody | None = None
@@ -212,6 +215,8 @@ class Runtime:
         old = self.tokens.get(key)
         if own_write and old is None:
             return False
+        if own_write:
+            self.own_status[key] = md.get("resourceVersion")
         if old is not None:
             rv, old_rv = md.get("resourceVersion"), old["metadata"].get("resourceVersion")
             if rv == old_rv or _older(rv, old_rv):
@@ -225,10 +230,15 @@ class Runtime:
         """Forgets what was learned from a token that is gone from this shard (deleted or relabelled)."""
         self.index.drop(*key)
         self.apps.pop(key, None)
+        self.own_status.pop(key, None)
         metrics.forget_token(*key)  # its counter series leave /metrics
         secrets = getattr(self.kube, "secret_cache", None)
         if secrets is not None:
             secrets.prune(key[0])  # Secrets no token uses any more leave the cache
+
+    def is_own_status_echo(self, key: tuple[str, str], resource_version: str | None) -> bool:
+        """Whether a token's watch event at this version is the echo of our own status write."""
+        return bool(resource_version) and self.own_status.get(key) == resource_version
 
     def is_own_echo(self, namespace: str, name: str, resource_version: str | None) -> bool:
         if resource_version and self.own_writes.get((namespace, name)) == resource_version:

@@ -10,6 +10,11 @@ that merely came due, however many of those are waiting. And a `gate` may look a
 before a worker is spent on it: it returns None (run it now) or when to come back (e.g. the key's
 HubSpot app has no rate-limit capacity now), so paced keys wait in the heap, not in a reconcile.
 
+A wake that may be the echo of the reconcile running for that key (the watch event of its own write can
+arrive before the write's answer) is scheduled with `unless`: a check that runs once that reconcile is
+over, when the answer has been recorded. The key runs again only if some check says it was not an echo,
+so a token's own write never costs a second reconcile.
+
 Stopping drains: no new work is taken, reconciles in flight get a bounded grace to finish, and only then
 are they cancelled (and a cancel never cuts a critical section: see `Runtime.critical`).
 """
@@ -45,6 +50,7 @@ def describe_error(e: BaseException) -> str:
 Key = Hashable
 Handler = Callable[[Key], Awaitable["datetime | None"]]
 Gate = Callable[[Key], "datetime | None"]
+EchoCheck = Callable[[], bool]  # True: the wake was the echo of our own write
 
 URGENT, DUE = 0, 1  # lanes, in the order workers take from them
 
@@ -62,6 +68,8 @@ class WorkQueue:
         self._late: dict[Key, float] = {}  # key -> seconds it was past due when handed to the workers
         self._processing: dict[Key, float] = {}  # key -> monotonic time a worker took it
         self._again: dict[Key, datetime] = {}
+        self._maybe_echo: dict[Key, list[EchoCheck]] = {}  # wakes of an active key, decided when it ends
+        self.echoes_skipped = 0  # wakes that turned out to be our own echo (a counter, for tests and metrics)
         self._urgent: set[Key] = set()  # keys scheduled "now, because something changed"
         self._ready: asyncio.PriorityQueue[tuple[int, int, Key]] = asyncio.PriorityQueue()
         self.gated = 0  # keys the gate sent back to wait (a counter, for tests and metrics)
@@ -79,8 +87,13 @@ class WorkQueue:
     def __len__(self) -> int:
         return len(self._due)
 
-    def schedule(self, key: Key, at: datetime | None = None) -> None:
-        """Runs `key` at `at`; with no time, now and ahead of keys that merely came due (urgent)."""
+    def schedule(self, key: Key, at: datetime | None = None, *, unless: EchoCheck | None = None) -> None:
+        """Runs `key` at `at`; with no time, now and ahead of keys that merely came due (urgent). `unless`
+        (urgent wakes only): if the key is being reconciled, re-run it afterwards only if `unless()`,
+        asked then, is False (see the module's docstring)."""
+        if unless is not None and at is None and key in self._active:
+            self._maybe_echo.setdefault(key, []).append(unless)
+            return
         if at is None:
             self._urgent.add(key)
         at = at or self.clock.now()
@@ -101,6 +114,7 @@ class WorkQueue:
     def forget(self, key: Key) -> None:
         self._due.pop(key, None)
         self._again.pop(key, None)
+        self._maybe_echo.pop(key, None)
         self._urgent.discard(key)
 
     def due_at(self, key: Key) -> datetime | None:
@@ -208,3 +222,19 @@ class WorkQueue:
             for at in (again, nxt):
                 if at is not None:
                     self.schedule(key, at)
+            self._decide_echoes(key)
+
+    def _decide_echoes(self, key: Key) -> None:
+        checks = self._maybe_echo.pop(key, ())
+        if not checks:
+            return
+        try:
+            echo = all(check() for check in checks)
+        except Exception as e:  # noqa: BLE001 - a failing check must not lose the wake
+            log.error("echo check for %s failed (%s); reconciling again", key, describe_error(e))
+            echo = False
+        if echo:
+            self.echoes_skipped += len(checks)
+            metrics.WORKQUEUE_ECHOES_SKIPPED.inc(len(checks))
+        else:
+            self.schedule(key)

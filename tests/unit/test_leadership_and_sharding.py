@@ -242,7 +242,7 @@ def test_token_events_outside_the_shard_are_dropped_and_relabelling_moves_a_toke
                  fingerprints=Fingerprinter(b"k" * 32))
     scheduled, forgotten = [], []
     ctx = types.SimpleNamespace(runtime=rt, queue=types.SimpleNamespace(
-        schedule=lambda k, at=None: scheduled.append(k), forget=forgotten.append))
+        schedule=lambda k, at=None, unless=None: scheduled.append(k), forget=forgotten.append))
 
     def body(name, shard, rv):
         return {"metadata": {"namespace": "ns", "name": name, "resourceVersion": rv, "labels": {"shard": shard}},

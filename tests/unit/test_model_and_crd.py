@@ -211,6 +211,83 @@ def test_workqueue_dedups_keeps_earliest_and_reruns_after_processing():
     assert seen.count("a") == 2 and seen.count("b") == 1 and seen.count("c") == 1
 
 
+def test_workqueue_decides_a_possible_echo_once_the_reconcile_is_over():
+    """The watch event of a reconcile's own write can arrive before the write's answer. Scheduled with
+    `unless`, it re-runs the key only if the check, asked after the reconcile, says it was not an echo."""
+    async def scenario():
+        clock = Clock()
+        seen: list[str] = []
+        written: dict[str, str] = {}
+        asked: list[str] = []
+
+        def echo_of(key, rv):
+            def check():
+                asked.append(key)
+                return written.get(key) == rv
+            return check
+
+        async def handler(key):
+            seen.append(key)
+            if key != "idle" and seen.count(key) == 1:
+                # the "watch event" arrives while the reconcile is still running, before it records its write
+                q.schedule(key, unless=echo_of(key, "7"))
+                await asyncio.sleep(0)
+                assert asked == [] or key not in asked  # not decided while the reconcile runs
+                written[key] = "7" if key == "ours" else "6"  # "theirs": someone else wrote version 7
+            return None
+
+        q = WorkQueue(clock, handler, workers=2)
+        await q.start()
+        q.schedule("ours")
+        q.schedule("theirs")
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if seen.count("theirs") == 2:
+                break
+        await asyncio.sleep(0.1)
+        idle_key_checks = len(asked)
+        q.schedule("idle", unless=lambda: True)  # not being reconciled: runs now, the check is not asked
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if "idle" in seen:
+                break
+        await q.stop()
+        return seen, q.echoes_skipped, asked, idle_key_checks
+
+    seen, skipped, asked, checks_before_idle = asyncio.run(scenario())
+    assert seen.count("ours") == 1  # its own echo: no second reconcile
+    assert seen.count("theirs") == 2  # a real change: reconciled again
+    assert seen.count("idle") == 1 and len(asked) == checks_before_idle == 2
+    assert skipped == 1
+
+
+def test_workqueue_reruns_a_key_whose_echo_check_fails():
+    async def scenario():
+        clock = Clock()
+        seen: list[str] = []
+
+        def broken():
+            raise RuntimeError("boom")
+
+        async def handler(key):
+            seen.append(key)
+            if len(seen) == 1:
+                q.schedule(key, unless=broken)
+            return None
+
+        q = WorkQueue(clock, handler, workers=1)
+        await q.start()
+        q.schedule("a")
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if len(seen) == 2:
+                break
+        await q.stop()
+        return seen
+
+    assert asyncio.run(scenario()) == ["a", "a"]  # a failing check never loses the wake
+
+
 def test_workqueue_takes_an_urgent_key_before_a_round_of_due_ones():
     """Head-of-line: a Secret deleted during a round of 200 due refreshes is restored next, not after them."""
     async def scenario():

@@ -126,7 +126,7 @@ def test_a_listing_wakes_tokens_spread_and_a_change_wakes_them_now(run):
     rt.index.put("ns", "t", body["spec"])
     secret = {"metadata": {"namespace": "ns", "name": "out", "resourceVersion": "5"}, "data": {}}
     calls = []
-    ctx = types.SimpleNamespace(runtime=rt, queue=types.SimpleNamespace(schedule=lambda k, at=None: calls.append((k, at))))
+    ctx = types.SimpleNamespace(runtime=rt, queue=types.SimpleNamespace(schedule=lambda k, at=None, unless=None: calls.append((k, at))))
     saved = handlers.current
     handlers.current = lambda: ctx
     try:
