@@ -285,26 +285,22 @@ class Kube:
             if e.status == 404:
                 return None
             raise
-        spec = lease.get("spec") or {}
-        return LeaseRecord(
-            holder=spec.get("holderIdentity") or None,
-            duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
-            renew_time=_micro_time(spec.get("renewTime")),
-            transitions=int(spec.get("leaseTransitions") or 0),
-            resource_version=lease["metadata"].get("resourceVersion"),
-        )
+        return _lease_record(lease)
 
-    async def create_lease(self, namespace: str, name: str, spec: dict) -> None:
+    async def create_lease(self, namespace: str, name: str, spec: dict) -> LeaseRecord:
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": name, "namespace": namespace}, "spec": spec}
-        await self._run(self.coordination.create_namespaced_lease, namespace, body, timeout=LEASE_TIMEOUT)
+        return _lease_record(await self._run(self.coordination.create_namespaced_lease, namespace, body,
+                                             timeout=LEASE_TIMEOUT))
 
-    async def replace_lease(self, namespace: str, name: str, resource_version: str | None, spec: dict) -> None:
-        """Guarded by resourceVersion: if another replica wrote the lease since we read it, 409."""
+    async def replace_lease(self, namespace: str, name: str, resource_version: str | None, spec: dict) -> LeaseRecord:
+        """Guarded by resourceVersion: if another replica wrote the lease since we read it, 409. Returns the
+        lease as written, so the next renewal needs no GET."""
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
                 "spec": spec}
-        await self._run(self.coordination.replace_namespaced_lease, name, namespace, body, timeout=LEASE_TIMEOUT)
+        return _lease_record(await self._run(self.coordination.replace_namespaced_lease, name, namespace, body,
+                                             timeout=LEASE_TIMEOUT))
 
     # ---- workloads (rollout restarts) ---------------------------------------------------------------
 
@@ -473,6 +469,17 @@ def _direct(api: client.ApiClient) -> None:
     # read_bufsize as kubernetes_asyncio sets it (watch lines with large objects exceed aiohttp's default)
     rest.pool_manager = aiohttp.ClientSession(connector=old.connector, trust_env=False, read_bufsize=2**21)
     old.detach()  # lets go of the connector without closing it
+
+
+def _lease_record(lease: dict) -> LeaseRecord:
+    spec = lease.get("spec") or {}
+    return LeaseRecord(
+        holder=spec.get("holderIdentity") or None,
+        duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
+        renew_time=_micro_time(spec.get("renewTime")),
+        transitions=int(spec.get("leaseTransitions") or 0),
+        resource_version=(lease.get("metadata") or {}).get("resourceVersion"),
+    )
 
 
 def _micro_time(value: str | None) -> str | None:

@@ -157,6 +157,9 @@ class Elector:
         self.clock = LeaderClock(timings)
         self._seen: tuple | None = None
         self._seen_at = time.monotonic()
+        # The lease as our last write left it: while leading, the next renewal writes on top of it with no
+        # GET (as client-go does). A 409 (someone wrote since) forgets it, and the next attempt reads again.
+        self._mine: LeaseRecord | None = None
         self._task: asyncio.Task | None = None
         self._stopping = False
         self.elected = False
@@ -185,7 +188,11 @@ class Elector:
             await asyncio.sleep(self.timings.retry_period)
 
     async def _attempt(self) -> None:
-        record = await self.kube.get_lease(self.namespace, self.name)
+        if self.elected and self._mine is not None and self._mine.holder == self.me:
+            record = self._mine  # renewing our own lease: what we wrote last is what is there, or a 409
+        else:
+            record = await self.kube.get_lease(self.namespace, self.name)
+        self._mine = None
         now = time.monotonic()
         if record is None or record.version() != self._seen:
             self._seen, self._seen_at = (record.version() if record else None), now
@@ -197,13 +204,16 @@ class Elector:
         sent_at = time.monotonic()
         stamp = _micro_time()
         if step is Step.CREATE:
-            await self.kube.create_lease(self.namespace, self.name, self._spec(stamp, stamp, 0))
+            written = await self.kube.create_lease(self.namespace, self.name, self._spec(stamp, stamp, 0))
         else:
             transitions = record.transitions + (0 if step is Step.RENEW else 1)
             acquire = stamp if step is Step.TAKE else None
-            await self.kube.replace_lease(
+            written = await self.kube.replace_lease(
                 self.namespace, self.name, record.resource_version, self._spec(stamp, acquire, transitions))
         self.clock.renewed(sent_at)
+        if isinstance(written, LeaseRecord) and written.resource_version:
+            self._mine = written
+            self._seen, self._seen_at = written.version(), time.monotonic()
         if not self.elected:
             log.info("leader election: acquired lease %s/%s (%s)", self.namespace, self.name, step.value)
             await self.on_elected()  # if it fails (say, reading custody), the next renewal tries it again

@@ -61,9 +61,13 @@ class FakeLeases:
     """Leases with resourceVersion guards, like the API server (unit tests only)."""
 
     def __init__(self):
-        self.spec, self.rv, self.writes = None, 0, 0
+        self.spec, self.rv, self.writes, self.gets = None, 0, 0, 0
 
     async def get_lease(self, ns, name):
+        self.gets += 1
+        return self._record()
+
+    def _record(self):
         if self.spec is None:
             return None
         return LeaseRecord(self.spec.get("holderIdentity"), self.spec["leaseDurationSeconds"],
@@ -75,6 +79,7 @@ class FakeLeases:
             raise ApiException(status=409)
         self.spec, self.rv = dict(spec), self.rv + 1
         self.writes += 1
+        return self._record()
 
     async def replace_lease(self, ns, name, rv, spec):
         from kubernetes.client import ApiException
@@ -82,6 +87,7 @@ class FakeLeases:
             raise ApiException(status=409)
         self.spec, self.rv = dict(spec), self.rv + 1
         self.writes += 1
+        return self._record()
 
 
 def recording_elector(leases: FakeLeases, me: str, timings: LeaseTimings, events: list[str]) -> Elector:
@@ -150,11 +156,11 @@ def test_a_leader_that_cannot_renew_steps_down_and_leads_again_when_it_can(run):
         async def broken(*_):
             from kubernetes.client import ApiException
             raise ApiException(status=503)
-        working = leases.get_lease
-        leases.get_lease = broken  # the API server goes away
+        working = leases.get_lease, leases.replace_lease
+        leases.get_lease = leases.replace_lease = broken  # the API server goes away
         await until(lambda: "a lost" in events)
         assert not a.clock.leading and not a.clock.may_call(0.01)
-        leases.get_lease = working  # back: the lease still names us, so we take it back at once
+        leases.get_lease, leases.replace_lease = working  # back: the lease still names us: taken back at once
         await until(lambda: events.count("a elected") == 2)
         assert events == ["a elected", "a lost", "a elected"] and a.clock.leading
         await a.stop(release=False)
@@ -180,6 +186,29 @@ def test_a_leader_whose_lease_was_taken_never_acts_again_until_it_wins_it_back(r
         assert leases.spec["holderIdentity"] == "b", "a replica that does not lead must not release the lease"
 
     run(main())
+
+
+def test_a_leader_renews_on_top_of_its_own_write_without_reading_the_lease(run):
+    """As client-go: while leading, the answer to the last renewal is the lease as it is (or the next write
+    gets a 409), so each renewal is one request, not a GET and an update."""
+    fast = LeaseTimings(duration=1.0, renew_deadline=0.6, retry_period=0.02)
+
+    async def main():
+        leases, events = FakeLeases(), []
+        a = recording_elector(leases, "a", fast, events)
+        a.start()
+        await until(lambda: a.clock.leading)
+        gets, writes = leases.gets, leases.writes
+        await until(lambda: leases.writes >= writes + 10)
+        renew_gets = leases.gets - gets
+        # someone else writes the lease: the next renewal gets a 409, reads, and steps down
+        leases.spec = {"holderIdentity": "b", "leaseDurationSeconds": 60, "renewTime": "t2"}
+        leases.rv += 1
+        await until(lambda: "a lost" in events)
+        await a.stop(release=False)
+        return renew_gets
+
+    assert run(main()) == 0
 
 
 def test_lease_names_are_per_shard():
