@@ -306,6 +306,11 @@ async def _revoke(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpec, revoc
     if p.action != "Revoke":
         return p
     refresh_token = pending.token if pending else inp.refresh_token
+    # A revoke is a call on the app's HubSpot limit like a refresh: a namespace of 1,000 tokens deleted at
+    # once is paced by the same per-app bucket. Waiting for a slot is not a failed attempt.
+    wait = rt.limiter.take(inp.client_id or "", (ns, name))
+    if wait > 0:
+        return rec.now + timedelta(seconds=wait)
     client = rt.hubspot(spec.hubspot.base_url, spec.oauth.api_version)
     got = await rt.critical(client.revoke(inp.client_id, inp.client_secret, refresh_token, "refresh_token"))
     if isinstance(got, Failure):

@@ -3,6 +3,7 @@ simulator (the World of test_flows.py: reconciles the way the work queue runs th
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -157,6 +158,31 @@ def test_failing_revoke_is_retried_then_given_up_and_the_deletion_goes_on(world:
         assert reasons.count("RevokeRetrying") == 1 and reasons[-1] == "RevokeFailed", reasons
         failed = [e for e in world.kube.events if e["reason"] == "RevokeFailed"][0]["message"]
         assert f"after {rv.MAX_ATTEMPTS} attempt(s)" in failed and "by hand" in failed
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_revokes_are_paced_by_the_apps_bucket_and_waiting_is_not_an_attempt(world: World, run):
+    """A namespace of many tokens deleted at once must not burst past the app's HubSpot limit: the revoke
+    takes a unit of the same per-app bucket as a refresh, and a token without one comes back at its slot."""
+    from hubspot_token_operator.runtime import AppRateLimiter
+
+    async def main():
+        key, rt = await revoking(world)
+        refresh = world.kube.text(NS, "crm-sync-install", "refresh_token")
+        rt.limiter = AppRateLimiter(rate=2.0, burst=1)
+        assert rt.limiter.take(world.grant.client_id, "another token") == 0.0  # the app's capacity is spent
+        delete_now(world)
+        paced = (await passes(rt, key))[0]
+        assert key in world.kube.tokens and world.refresh_token_live(refresh), "revoked without capacity"
+        assert paced.delay is not None and 0 <= paced.delay <= 2, paced.delay
+        assert "RevokeRetrying" not in world.kube.reasons("crm-sync")
+        assert not (world.status("crm-sync").get("revocation") or {}).get("attempts")
+        await asyncio.sleep(0.6)  # the bucket refills (real time)
+        await passes(rt, key)
+        assert key not in world.kube.tokens and not world.refresh_token_live(refresh)
+        assert "Revoked" in world.kube.reasons("crm-sync")
         await rt.close()
 
     run(main(), timeout=45)
