@@ -12,6 +12,7 @@ coroutines, so no event costs a thread hop.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import kopf
@@ -74,8 +75,9 @@ def on_secret(ctx: OperatorContext, event_type: str | None, body: dict) -> None:
     if written and rt.is_own_echo(namespace, name, rv):
         return
     # Not known as ours yet: the write that made it may still be waiting for its answer. A token whose
-    # reconcile is running re-runs only if, once it is over, this was not that reconcile's own write.
-    echo = _decided_once(lambda: rt.is_own_echo(namespace, name, rv)) if written else None
+    # reconcile is running re-runs only if, once it is over, this was not that reconcile's own write. The
+    # check is asked at most once (is_own_echo forgets the write it matched): every token gets one answer.
+    echo = functools.cache(lambda: rt.is_own_echo(namespace, name, rv)) if written else None
     for token in rt.index.using_secret(namespace, name):
         _wake(ctx, (namespace, token), event_type, unless=echo)
 
@@ -83,18 +85,6 @@ def on_secret(ctx: OperatorContext, event_type: str | None, body: dict) -> None:
 @kopf.on.event("", "v1", "secrets")
 async def secret_event(event, body, **_):
     on_secret(current(), event.get("type"), body)
-
-
-def _decided_once(check):
-    """`check`, asked at most once (is_own_echo forgets the write it matched): every token woken by one
-    event gets the same answer."""
-    answer: list[bool] = []
-
-    def decided() -> bool:
-        if not answer:
-            answer.append(bool(check()))
-        return answer[0]
-    return decided
 
 
 def wake_targeting(ctx: OperatorContext, namespace: str, kind: str, name: str, labels: dict,

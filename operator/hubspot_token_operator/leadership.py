@@ -188,7 +188,7 @@ class Elector:
             await asyncio.sleep(self.timings.retry_period)
 
     async def _attempt(self) -> None:
-        if self.elected and self._mine is not None and self._mine.holder == self.me:
+        if self.elected and self._mine is not None:
             record = self._mine  # renewing our own lease: what we wrote last is what is there, or a 409
         else:
             record = await self.kube.get_lease(self.namespace, self.name)
@@ -211,9 +211,7 @@ class Elector:
             written = await self.kube.replace_lease(
                 self.namespace, self.name, record.resource_version, self._spec(stamp, acquire, transitions))
         self.clock.renewed(sent_at)
-        if isinstance(written, LeaseRecord) and written.resource_version:
-            self._mine = written
-            self._seen, self._seen_at = written.version(), time.monotonic()
+        self._mine = written
         if not self.elected:
             log.info("leader election: acquired lease %s/%s (%s)", self.namespace, self.name, step.value)
             await self.on_elected()  # if it fails (say, reading custody), the next renewal tries it again

@@ -67,6 +67,11 @@ class FakeLeases:
         self.gets += 1
         return self._record()
 
+    def taken_by(self, holder: str) -> None:
+        """Someone else writes the lease (as another replica would)."""
+        self.spec = {"holderIdentity": holder, "leaseDurationSeconds": 60, "renewTime": "t2"}
+        self.rv += 1
+
     def _record(self):
         if self.spec is None:
             return None
@@ -176,9 +181,7 @@ def test_a_leader_whose_lease_was_taken_never_acts_again_until_it_wins_it_back(r
         a = recording_elector(leases, "a", fast, events)
         a.start()
         await until(lambda: a.clock.leading)
-        # someone took it (a partition longer than the lease, seen from the other side)
-        leases.spec = {"holderIdentity": "b", "leaseDurationSeconds": 60, "renewTime": "t2"}
-        leases.rv += 1
+        leases.taken_by("b")  # a partition longer than the lease, seen from the other side
         await until(lambda: "a lost" in events)
         await asyncio.sleep(0.2)
         assert events == ["a elected", "a lost"] and not a.clock.leading and not a.clock.may_call(0.01)
@@ -201,9 +204,7 @@ def test_a_leader_renews_on_top_of_its_own_write_without_reading_the_lease(run):
         gets, writes = leases.gets, leases.writes
         await until(lambda: leases.writes >= writes + 10)
         renew_gets = leases.gets - gets
-        # someone else writes the lease: the next renewal gets a 409, reads, and steps down
-        leases.spec = {"holderIdentity": "b", "leaseDurationSeconds": 60, "renewTime": "t2"}
-        leases.rv += 1
+        leases.taken_by("b")  # the next renewal gets a 409, reads the lease, and steps down
         await until(lambda: "a lost" in events)
         await a.stop(release=False)
         return renew_gets

@@ -176,6 +176,14 @@ def test_fingerprints_are_keyed_and_hide_the_key():
     assert a.of_data({"x": b"1", "y": b""}) != a.of_data({"xy": b"1"})
 
 
+async def _until(done, tries: int = 100) -> None:
+    """Lets the queue run until `done()` (or about 2 s); the assertions after it say what was wanted."""
+    for _ in range(tries):
+        await asyncio.sleep(0.02)
+        if done():
+            return
+
+
 def test_workqueue_dedups_keeps_earliest_and_reruns_after_processing():
     async def scenario():
         clock = Clock()
@@ -240,17 +248,11 @@ def test_workqueue_decides_a_possible_echo_once_the_reconcile_is_over():
         await q.start()
         q.schedule("ours")
         q.schedule("theirs")
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if seen.count("theirs") == 2:
-                break
+        await _until(lambda: seen.count("theirs") == 2)
         await asyncio.sleep(0.1)
         idle_key_checks = len(asked)
         q.schedule("idle", unless=lambda: True)  # not being reconciled: runs now, the check is not asked
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if "idle" in seen:
-                break
+        await _until(lambda: "idle" in seen)
         await q.stop()
         return seen, q.echoes_skipped, asked, idle_key_checks
 
@@ -278,10 +280,7 @@ def test_workqueue_reruns_a_key_whose_echo_check_fails():
         q = WorkQueue(clock, handler, workers=1)
         await q.start()
         q.schedule("a")
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if len(seen) == 2:
-                break
+        await _until(lambda: len(seen) == 2)
         await q.stop()
         return seen
 
@@ -311,10 +310,7 @@ def test_workqueue_takes_an_urgent_key_before_a_round_of_due_ones():
         q.schedule("restore")  # a watch saw a change: no time given
         await asyncio.sleep(0.05)
         gate_open.set()
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if len(order) == 201:
-                break
+        await _until(lambda: len(order) == 201)
         await q.stop()
         return order
 
@@ -345,10 +341,7 @@ def test_workqueue_gate_parks_a_due_key_without_spending_a_reconcile():
         q.schedule("paced", clock.now())
         q.schedule("free", clock.now())
         q.schedule("changed")  # urgent keys skip the gate: a change is looked at now
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if len(runs) == 3:
-                break
+        await _until(lambda: len(runs) == 3)
         await q.stop()
         return runs, asked, q.gated
 
