@@ -80,6 +80,28 @@ def findings(events: Iterable[AuditEvent], app_id: int | None, published_at: dat
                     max([since, *(e.occurred_at for e in events)]))
 
 
+def window_after_read(audit: dict, newest_read: datetime, next_after: str | None) -> dict:
+    """The status fields that say how far the audit log has been read, after one read of it.
+
+    HubSpot documents no order for audit-log entries, so a read that leaves pages cannot move `seenUntil`:
+    if the newest entries come first, the pages left hold older ones. While pages are left, the read goes on
+    from HubSpot's cursor (`pageAfter`) over the same window, and the newest entry read so far waits in
+    `pendingSeenUntil`. Only the read of the last page moves `seenUntil`, to the newest entry of the whole
+    window."""
+    newest = max(newest_read, from_rfc3339(audit.get("pendingSeenUntil")) or newest_read)
+    if next_after is not None:
+        return {"pageAfter": next_after, "pendingSeenUntil": to_rfc3339(newest)}
+    return {"pageAfter": None, "pendingSeenUntil": None, "seenUntil": to_rfc3339(newest)}
+
+
+def newer(event: AuditEvent, recorded: str | None) -> bool:
+    """Whether `event` is newer than the one status records (which is kept to the second). The pages of one
+    window come in no known order, so an older entry read later must not replace a newer one, nor be
+    announced again."""
+    seen = from_rfc3339(recorded)
+    return seen is None or event.occurred_at.replace(microsecond=0) > seen
+
+
 def rotated_in_hubspot(audit: dict | None, published_at: datetime | None) -> tuple[datetime, str] | None:
     """(when, by whom) if the audit log showed a rotation newer than the published token."""
     rotated = from_rfc3339((audit or {}).get("rotatedAt"))
@@ -127,7 +149,8 @@ async def check_audit_log(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpe
     if token is not None:
         published_at = rec.st.private_app.published_at
         since = from_rfc3339(audit.get("seenUntil")) or published_at or now - al.interval
-        got = await rt.hubspot(spec.hubspot.base_url).audit_log_events(token, since)
+        cursor = audit.get("pageAfter")
+        got = await rt.hubspot(spec.hubspot.base_url).audit_log_events(token, since, after=cursor)
         if isinstance(got, Failure) and got.kind is ErrorKind.INVALID_TOKEN and token is published:
             # HubSpot refused the published token itself ("Rotate and expire now", a deactivation): the
             # verification, at once, says so in the usual terms (Verified=False TokenDeactivated).
@@ -136,21 +159,23 @@ async def check_audit_log(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpe
             problem = f"reading HubSpot's audit log failed ({got.message})"
             if got.http_status in (401, 403):
                 problem += f"; {SCOPE_HINT}"
+            if cursor is not None and got.http_status == 400:  # a cursor HubSpot no longer takes: read the window again
+                audit.update(pageAfter=None, pendingSeenUntil=None)
         else:
             f = findings(got.events, rec.value("appId"), published_at, since)
-            audit["seenUntil"] = to_rfc3339(f.seen_until)
-            if not got.complete:  # more pages than one read takes: read on from seenUntil at once
+            audit.update(window_after_read(audit, f.seen_until, got.next_after))
+            if not got.complete:  # more pages than one read takes: read on at once
                 wake = now
                 audit["nextCheckAt"] = to_rfc3339(now)
             src = spec.private_app.token_secret_ref.name
-            if f.rotated is not None and from_rfc3339(audit.get("rotatedAt")) != f.rotated.occurred_at.replace(microsecond=0):
+            if f.rotated is not None and newer(f.rotated, audit.get("rotatedAt")):
                 audit.update(rotatedAt=to_rfc3339(f.rotated.occurred_at), rotatedBy=who(f.rotated))
                 rec.event("Warning", "RotatedInHubSpot",
                           f"HubSpot's audit log shows this app's token rotated at {to_rfc3339(f.rotated.occurred_at)} by "
                           f"{who(f.rotated)}; put the new token into Secret {src} (kubectl hubspot rotate {name}); the "
                           "published token is verified now")
                 pa["nextVerifyAt"], wake = to_rfc3339(now), now
-            if f.deactivated is not None and from_rfc3339(audit.get("deactivatedAt")) != f.deactivated.occurred_at.replace(microsecond=0):
+            if f.deactivated is not None and newer(f.deactivated, audit.get("deactivatedAt")):
                 audit["deactivatedAt"] = to_rfc3339(f.deactivated.occurred_at)
                 rec.event("Warning", "DeactivatedInHubSpot",
                           f"HubSpot's audit log shows this app's token deactivated at "

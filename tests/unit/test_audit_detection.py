@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from hubspot_token_operator.audit_detection import classify, concerns, findings, rotated_in_hubspot
+from hubspot_token_operator.audit_detection import (classify, concerns, findings, newer, rotated_in_hubspot,
+                                                     window_after_read)
 from hubspot_token_operator.hubspot import AuditEvent
 
 from .conftest import HUB_ID
@@ -57,6 +58,27 @@ def test_rotated_in_hubspot_only_while_newer_than_the_published_token():
     assert rotated_in_hubspot(audit, T0) == (T0 + timedelta(minutes=5), "admin@example.com")
     assert rotated_in_hubspot(audit, T0 + timedelta(minutes=6)) is None
     assert rotated_in_hubspot({}, T0) is None
+
+
+def test_seen_until_moves_only_with_the_last_page_of_a_window():
+    """HubSpot documents no order for audit-log entries: while pages are left, the read goes on from the cursor
+    and the newest entry read so far waits; the last page moves seenUntil to the newest of the whole window."""
+    t = lambda m: T0 + timedelta(minutes=m)  # noqa: E731
+    first = window_after_read({"seenUntil": "2026-03-01T00:00:00Z"}, t(9), "c500")
+    assert first == {"pageAfter": "c500", "pendingSeenUntil": "2026-03-01T00:09:00Z"}
+    audit = {"seenUntil": "2026-03-01T00:00:00Z", **first}
+    second = window_after_read(audit, t(3), "c1000")  # newest first: later pages hold older entries
+    assert second == {"pageAfter": "c1000", "pendingSeenUntil": "2026-03-01T00:09:00Z"}
+    last = window_after_read({**audit, **second}, t(1), None)
+    assert last == {"pageAfter": None, "pendingSeenUntil": None, "seenUntil": "2026-03-01T00:09:00Z"}
+    assert window_after_read({}, t(2), None)["seenUntil"] == "2026-03-01T00:02:00Z"
+
+
+def test_an_older_entry_read_later_is_not_newer_than_the_recorded_one():
+    assert newer(ev(at=T0 + timedelta(seconds=1, milliseconds=500)), "2026-03-01T00:00:00Z")
+    assert not newer(ev(at=T0 + timedelta(milliseconds=500)), "2026-03-01T00:00:00Z")  # status keeps seconds
+    assert not newer(ev(at=T0 - timedelta(minutes=1)), "2026-03-01T00:00:00Z")
+    assert newer(ev(), None)
 
 
 # ---- whole passes --------------------------------------------------------------------------------------
@@ -119,6 +141,85 @@ def test_rotate_and_expire_now_is_noticed_at_the_next_audit_read(world: World, r
         await rt.close()
 
     run(main(), timeout=45)
+
+
+@pytest.mark.parametrize("order", ["oldest_first", "newest_first"])
+def test_a_rotation_behind_more_pages_than_one_read_takes_is_found_in_either_order(world: World, run, order):
+    """600 entries of another app after ours (more than one read's 5 pages of 100): whichever order HubSpot
+    lists them in, the read goes on from its cursor until the window is read, finds the rotation once, and
+    only then moves seenUntil past it."""
+    async def main():
+        world.sim.configure(audit_log_order=order)
+        key, app = audited(world, [AUDIT_SCOPE])
+        noisy = world.sim.create_private_app(HUB_ID, scopes=["crm.objects.contacts.read"])
+        rt = world.runtime()
+        await passes(rt, key, 2)
+        world.advance(60)
+        world.sim.rotate_private_app(app.app_id, "later")  # ours, the oldest entry of the window
+        world.advance(1)
+        for _ in range(600):
+            world.sim.rotate_private_app(noisy.app_id, "later")
+        world.advance(5 * 60)
+        before = world.status("reporting")["privateApp"]["auditLog"]
+        calls = world.sim.count("GET /account-info/2026-03/activity/audit-logs")
+        seen = []
+        for _ in range(4):
+            await passes(rt, key)
+            seen.append(world.status("reporting")["privateApp"]["auditLog"])
+        pages = world.sim.count("GET /account-info/2026-03/activity/audit-logs") - calls
+        assert pages == 7, pages  # 601 entries in the window, 100 to a page: 5 in one read, 2 in the next, then none
+        assert seen[0].get("pageAfter") and seen[0].get("pendingSeenUntil"), seen[0]
+        assert seen[0].get("seenUntil") == before.get("seenUntil"), "moved before the window was read"
+        assert "pageAfter" not in seen[1] and "pendingSeenUntil" not in seen[1], seen[1]
+        # the noise takes wall time to write, so the last page may hold a later second than the first five
+        assert seen[1]["seenUntil"] >= seen[0]["pendingSeenUntil"] > (before.get("seenUntil") or "")
+        assert seen[2:] == [seen[1]] * 2, "read again before its interval"
+        rd = cond(world, "RotationDue")
+        assert (rd.get("status"), rd.get("reason")) == ("True", "RotatedInHubSpot"), rd
+        assert world.kube.reasons("reporting").count("RotatedInHubSpot") == 1
+        await rt.close()
+
+    run(main(), timeout=60)
+
+
+def test_a_failed_page_keeps_the_cursor_and_a_refused_cursor_reads_the_window_again(world: World, run):
+    """A read that fails midway (HTTP 503) goes on from the same cursor next time; a cursor HubSpot refuses
+    (HTTP 400: stale, or not its own) is dropped, and the window is read again from seenUntil. Either way
+    the rotation behind the pages is found, once."""
+    async def main():
+        world.sim.configure(audit_log_order="newest_first")
+        key, app = audited(world, [AUDIT_SCOPE])
+        noisy = world.sim.create_private_app(HUB_ID, scopes=["crm.objects.contacts.read"])
+        rt = world.runtime()
+        await passes(rt, key, 2)
+        world.advance(60)
+        world.sim.rotate_private_app(app.app_id, "later")
+        world.advance(1)
+        for _ in range(600):
+            world.sim.rotate_private_app(noisy.app_id, "later")
+        world.advance(5 * 60)
+        audit = lambda: world.status("reporting")["privateApp"]["auditLog"]  # noqa: E731
+        await passes(rt, key)  # pages 1-5
+        cursor = audit()["pageAfter"]
+        world.sim.add_fault("server_error", path="/account-info/2026-03/activity/audit-logs", status=503, count=1)
+        await passes(rt, key)
+        assert audit()["pageAfter"] == cursor and "503" in audit()["problem"], audit()
+        world.advance(5 * 60)
+        # as if HubSpot's cursor had gone stale meanwhile (a status edit, so a newer resourceVersion)
+        world.kube.edit_token(NS, "reporting", {"status": {"privateApp": {"auditLog": {"pageAfter": "expired-cursor"}}}})
+        await passes(rt, key)
+        assert "pageAfter" not in audit() and "pendingSeenUntil" not in audit(), audit()
+        assert "400" in audit()["problem"], audit()
+        assert cond(world, "RotationDue").get("reason") != "RotatedInHubSpot"
+        world.advance(5 * 60)
+        await passes(rt, key, 3)  # the window again, from seenUntil: 5 pages, then 2; then the verification
+        assert "pageAfter" not in audit() and "problem" not in audit(), audit()
+        assert cond(world, "RotationDue").get("reason") == "RotatedInHubSpot"
+        assert world.kube.reasons("reporting").count("RotatedInHubSpot") == 1
+        assert world.kube.reasons("reporting").count("AuditLogUnreadable") == 2  # the 503, then the 400
+        await rt.close()
+
+    run(main(), timeout=60)
 
 
 def test_an_unreadable_audit_log_says_why_once_and_changes_nothing_else(world: World, run):

@@ -166,3 +166,17 @@ def test_cancel_after_two_rotations_restores_only_the_token_it_replaced(http, si
     assert details_status(http, third) == 401 and details_status(http, second) == 200
     sim.advance(SEVEN_DAYS)  # the first token keeps the end date of its own rotation
     assert details_status(http, app.token) == 401 and details_status(http, second) == 200
+
+
+def test_audit_log_order_is_configurable_and_a_foreign_cursor_is_refused(http, sim: SimControl):
+    """HubSpot documents no order for audit-log entries; the simulator serves either, so the operator is tested
+    with both. A cursor it did not hand out gets HubSpot's 400 VALIDATION_ERROR."""
+    app = sim.create_private_app(HUB_ID, ["account-info.security.read"])
+    sim.advance(1)
+    token = sim.rotate_private_app(app.app_id, expire="later")
+    path = "/account-info/2026-03/activity/audit-logs"
+    assert [e["action"] for e in http.get(path, headers=bearer(token)).json()["results"]] == ["CREATE", "ROTATE"]
+    sim.configure(audit_log_order="newest_first")
+    assert [e["action"] for e in http.get(path, headers=bearer(token)).json()["results"]] == ["ROTATE", "CREATE"]
+    refused = http.get(path, params={"after": "not-a-cursor"}, headers=bearer(token))
+    assert refused.status_code == 400 and refused.json()["category"] == "VALIDATION_ERROR"

@@ -298,13 +298,15 @@ class HubSpotClient:
         )
 
     async def audit_log_events(
-        self, bearer_token: str | Secret, occurred_after: datetime, *, limit: int = 100, max_pages: int = 5,
+        self, bearer_token: str | Secret, occurred_after: datetime, *, after: str | None = None, limit: int = 100,
+        max_pages: int = 5,
     ) -> AuditLogOutcome:
-        """Audit-log entries after `occurred_after`, oldest pages first, at most `max_pages` pages (each call
-        under the client's deadline). Needs an Enterprise account and scope account-info.security.read."""
+        """Audit-log entries after `occurred_after`, at most `max_pages` pages (each call under the client's
+        deadline), starting at the paging cursor `after` when one is given. HubSpot documents no order for
+        the entries, so a read that leaves pages returns the cursor to go on with (`next_after`) rather than
+        a time to go on from. Needs an Enterprise account and scope account-info.security.read."""
         raw = reveal(bearer_token)
         events: list[AuditEvent] = []
-        after: str | None = None
         rate_limit = None
         for _ in range(max_pages):
             query = {"occurredAfter": occurred_after.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
@@ -328,7 +330,7 @@ class HubSpotClient:
             after = page.next_after
             if not after:
                 break
-        return AuditLogEvents(events=tuple(events), complete=after is None, rate_limit=rate_limit)
+        return AuditLogEvents(events=tuple(events), next_after=after or None, rate_limit=rate_limit)
 
     # -- internals -----------------------------------------------------------------------------------
 

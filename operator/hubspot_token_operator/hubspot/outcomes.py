@@ -168,8 +168,12 @@ class AuditEvent:
 @dataclass(frozen=True)
 class AuditLogEvents:
     events: tuple[AuditEvent, ...]
-    complete: bool = True  # False when more pages were left than the call would read
+    next_after: str | None = None  # HubSpot's paging cursor where the read goes on, when pages were left
     rate_limit: RateLimit | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.next_after is None
 
     ok: ClassVar[bool] = True
 

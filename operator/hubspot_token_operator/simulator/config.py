@@ -36,6 +36,11 @@ class SimConfig(BaseModel):
     auth_code_ttl_seconds: int = Field(300, ge=1)
     rotation_grace_seconds: int = Field(7 * 24 * 3600, ge=0, description="'expire later' overlap for pat tokens")
     eu1_token_info_requires_bearer: bool = True
+    audit_log_order: Literal["oldest_first", "newest_first"] = Field(
+        "oldest_first",
+        description="the order audit-log pages list their entries in; HubSpot documents none, so the operator "
+        "must work with either",
+    )
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
 
     def merged(self, patch: dict) -> "SimConfig":

@@ -99,6 +99,8 @@ async def audit_logs(request: web.Request, ctx: SimContext, principal: Principal
         events = [e for e in events if e.occurred_at > after]
     if before is not None:
         events = [e for e in events if e.occurred_at < before]
+    if ctx.state.config.audit_log_order == "newest_first":
+        events = events[::-1]  # recorded in time order
     return _page(request, [bodies.audit_log_event(e) for e in events])
 
 
@@ -110,7 +112,10 @@ def _events_for(ctx: SimContext, principal: Principal):
 def _page(request: web.Request, items: list[dict]) -> web.Response:
     """Forward paging with an opaque cursor, as the audit specs describe (``paging.next.after``)."""
     limit = max(1, _int_query(request, "limit", 100) or 100)
-    start = _int_query(request, "after", 0) or 0
+    cursor = request.query.get("after")
+    if cursor is not None and not cursor.isdigit():  # not a cursor this server handed out (or one gone stale)
+        return errors.validation_error(f"invalid paging cursor: {cursor[:40]}")
+    start = int(cursor or 0)
     body: dict = {"results": items[start : start + limit]}
     if start + limit < len(items):
         body["paging"] = {"next": {"after": str(start + limit)}}
