@@ -25,10 +25,12 @@ holding area is a fixed size, so memory still does not grow with the Secrets of 
 from __future__ import annotations
 
 import base64
+import sys
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from .metrics import SECRET_CACHE_READS
+from .shared_strings import shared
 
 if TYPE_CHECKING:
     from .kube import SecretView
@@ -45,11 +47,11 @@ def view_from_body(body: dict) -> "SecretView":
     md = body.get("metadata") or {}
     return SecretView(
         name=md.get("name", ""),
-        namespace=md.get("namespace", ""),
-        data={k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()},
+        namespace=shared(md.get("namespace", "")),
+        data={sys.intern(k): base64.b64decode(v) for k, v in (body.get("data") or {}).items()},
         resource_version=md.get("resourceVersion", ""),
-        labels=dict(md.get("labels") or {}),
-        annotations=dict(md.get("annotations") or {}),
+        labels=shared(dict(md.get("labels") or {})),
+        annotations=shared(dict(md.get("annotations") or {})),
         owner_refs=[
             {"apiVersion": o.get("apiVersion"), "kind": o.get("kind"), "name": o.get("name"), "uid": o.get("uid"),
              "controller": o.get("controller"), "blockOwnerDeletion": o.get("blockOwnerDeletion")}

@@ -183,3 +183,28 @@ def test_our_own_write_replaces_what_is_held():
     used.add(("ns", "t"))
     server.objects[("ns", "t")] = body("t", 9, b"written")
     assert asyncio.run(cache.get("ns", "t")).text("k") == "written" and server.gets == 1
+
+
+def test_stored_tokens_and_secrets_share_their_keys_and_short_strings():
+    """Each decoded response has its own copy of every string; what the runtime keeps shares one copy of
+    each key and short value across objects (shared_strings), and is equal to what it was made from."""
+    import json
+
+    from hubspot_token_operator.runtime import slim
+    from hubspot_token_operator.shared_strings import SHORT, shared
+
+    message = "access token valid until 2026-12-03T18:00:00Z; next refresh at 2026-12-03T18:20:00Z"
+    raw = json.dumps({"metadata": {"name": "t", "namespace": "team-a"}, "status": {"conditions": [
+        {"type": "Ready", "status": "True", "reason": "Refreshed", "message": message}], "hubId": 4242}})
+    a, b = slim(json.loads(raw)), slim(json.loads(raw))
+    assert a == json.loads(raw) == b
+    (ka, va), (kb, vb) = next(iter(a["status"]["conditions"][0].items())), next(iter(b["status"]["conditions"][0].items()))
+    assert ka is kb and va is vb  # "type", "Ready": one copy
+    assert a["metadata"]["namespace"] is b["metadata"]["namespace"]
+    assert a["status"]["conditions"][0]["message"] is not b["status"]["conditions"][0]["message"]  # long: not worth it
+    assert len(message) > SHORT and shared([1, None, 2.5, True]) == [1, None, 2.5, True]
+    raw = json.dumps({"metadata": {"name": "s", "namespace": "team-a", "labels": {"app.kubernetes.io/name": "crm"}},
+                      "data": {"access_token": base64.b64encode(b"v").decode()}})
+    va, vb = view_from_body(json.loads(raw)), view_from_body(json.loads(raw))
+    assert next(iter(va.labels)) is next(iter(vb.labels)) and va.labels["app.kubernetes.io/name"] is vb.labels["app.kubernetes.io/name"]
+    assert next(iter(va.data)) is next(iter(vb.data)) and va.namespace is vb.namespace
