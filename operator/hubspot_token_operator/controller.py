@@ -21,7 +21,7 @@ from .private_app_flow import reconcile_private_app
 from .readiness import ReadinessInput, ready
 from .recording import Recorder
 from .rollout_flow import reconcile_rollout
-from .runtime import Runtime, slim
+from .runtime import Runtime, user_annotations
 from .status_model import parse_status
 from .workqueue import describe_error
 
@@ -147,14 +147,14 @@ async def _flush(rt: Runtime, rec: Recorder) -> bool:
     if not updated:
         return False
     rt.remember(updated, own_write=True)
-    # rec.body is the slimmed copy the watch stored (runtime.slim); compare like with like, or kubectl's
-    # last-applied annotation alone would look like a change and send every written token round again.
-    return _user_side(slim(updated)) != _user_side(rec.body)
+    # rec.body is the slimmed copy the watch stored (runtime.slim): kubectl's last-applied annotation is left
+    # out on both sides, or it alone would look like a change and send every written token round again.
+    return _user_side(updated) != _user_side(rec.body)
 
 
 def _user_side(body: dict) -> tuple:
     md = body.get("metadata") or {}
-    return md.get("generation"), md.get("annotations") or {}, md.get("labels") or {}, md.get("deletionTimestamp")
+    return md.get("generation"), user_annotations(md), md.get("labels") or {}, md.get("deletionTimestamp")
 
 
 def _earliest(*times: datetime | None) -> datetime | None:

@@ -261,9 +261,14 @@ def slim(body: dict) -> dict:
     short strings shared with every other stored token (shared_strings: about half of what remains)."""
     md = body.get("metadata") or {}
     slim_md = {k: v for k, v in md.items() if k != "managedFields"}
-    if annotations := md.get("annotations"):
-        slim_md["annotations"] = {k: v for k, v in annotations.items() if k not in _BULK_ANNOTATIONS}
+    if "annotations" in md:
+        slim_md["annotations"] = user_annotations(md)
     return shared({**body, "metadata": slim_md})
+
+
+def user_annotations(metadata: dict) -> dict:
+    """A token's annotations without kubectl's last-applied copy (what slim keeps of them)."""
+    return {k: v for k, v in (metadata.get("annotations") or {}).items() if k not in _BULK_ANNOTATIONS}
 
 
 def _older(rv: str | None, than: str | None) -> bool:

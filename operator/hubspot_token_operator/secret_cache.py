@@ -50,8 +50,8 @@ def view_from_body(body: dict) -> "SecretView":
         namespace=shared(md.get("namespace", "")),
         data={sys.intern(k): base64.b64decode(v) for k, v in (body.get("data") or {}).items()},
         resource_version=md.get("resourceVersion", ""),
-        labels=shared(dict(md.get("labels") or {})),
-        annotations=shared(dict(md.get("annotations") or {})),
+        labels=shared(md.get("labels") or {}),
+        annotations=shared(md.get("annotations") or {}),
         owner_refs=[
             {"apiVersion": o.get("apiVersion"), "kind": o.get("kind"), "name": o.get("name"), "uid": o.get("uid"),
              "controller": o.get("controller"), "blockOwnerDeletion": o.get("blockOwnerDeletion")}

@@ -112,6 +112,15 @@ async def until(check, timeout: float = 3.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def elected_leader(timings: LeaseTimings) -> tuple[FakeLeases, list[str], Elector]:
+    """A fresh lease, and elector "a" started and leading on it (its callbacks recorded in the list)."""
+    leases, events = FakeLeases(), []
+    a = recording_elector(leases, "a", timings, events)
+    a.start()
+    await until(lambda: a.clock.leading)
+    return leases, events, a
+
+
 def test_two_electors_one_leader_and_a_release_hands_over_at_once(run):
     fast = LeaseTimings(duration=1.0, renew_deadline=0.6, retry_period=0.05)
 
@@ -153,10 +162,7 @@ def test_a_leader_that_cannot_renew_steps_down_and_leads_again_when_it_can(run):
     fast = LeaseTimings(duration=0.6, renew_deadline=0.3, retry_period=0.05)
 
     async def main():
-        leases, events = FakeLeases(), []
-        a = recording_elector(leases, "a", fast, events)
-        a.start()
-        await until(lambda: a.clock.leading)
+        leases, events, a = await elected_leader(fast)
 
         async def broken(*_):
             from kubernetes.client import ApiException
@@ -177,10 +183,7 @@ def test_a_leader_whose_lease_was_taken_never_acts_again_until_it_wins_it_back(r
     fast = LeaseTimings(duration=0.6, renew_deadline=0.3, retry_period=0.05)
 
     async def main():
-        leases, events = FakeLeases(), []
-        a = recording_elector(leases, "a", fast, events)
-        a.start()
-        await until(lambda: a.clock.leading)
+        leases, events, a = await elected_leader(fast)
         leases.taken_by("b")  # a partition longer than the lease, seen from the other side
         await until(lambda: "a lost" in events)
         await asyncio.sleep(0.2)
@@ -197,10 +200,7 @@ def test_a_leader_renews_on_top_of_its_own_write_without_reading_the_lease(run):
     fast = LeaseTimings(duration=1.0, renew_deadline=0.6, retry_period=0.02)
 
     async def main():
-        leases, events = FakeLeases(), []
-        a = recording_elector(leases, "a", fast, events)
-        a.start()
-        await until(lambda: a.clock.leading)
+        leases, events, a = await elected_leader(fast)
         gets, writes = leases.gets, leases.writes
         await until(lambda: leases.writes >= writes + 10)
         renew_gets = leases.gets - gets
