@@ -16,6 +16,8 @@ Entries are matched to the app by `targetObjectId` (the app id learnt from token
 PRIVATE_APP_ACCESS_TOKEN_ROTATE / _DEACTIVATE and SERVICE_KEY_ROTATE / _AUTO_ROTATE / _DEACTIVATE
 (docs/hubspot-api-facts.md), so the match is on those words wherever they appear. An entry without a
 target id is taken as this app's: a needless verification is cheap, a missed rotation is not.
+
+Tokens that read the log with the same credential share one read of it (audit_reads.py).
 """
 
 from __future__ import annotations
@@ -150,7 +152,14 @@ async def check_audit_log(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpe
         published_at = rec.st.private_app.published_at
         since = from_rfc3339(audit.get("seenUntil")) or published_at or now - al.interval
         cursor = audit.get("pageAfter")
-        got = await rt.hubspot(spec.hubspot.base_url).audit_log_events(token, since, after=cursor)
+        client = rt.hubspot(spec.hubspot.base_url)
+        if cursor is None:  # a whole window: other tokens reading with this credential share the read
+            got, read_at = await rt.audit_reads.events(
+                (client.base_url, rt.fingerprints.of(token)), since, now, lambda: client.audit_log_events(token, since))
+            wake = read_at + al.interval  # in step with the tokens it shared with, so they share again
+            audit["nextCheckAt"] = to_rfc3339(wake)
+        else:
+            got = await client.audit_log_events(token, since, after=cursor)
         if isinstance(got, Failure) and got.kind is ErrorKind.INVALID_TOKEN and token is published:
             # HubSpot refused the published token itself ("Rotate and expire now", a deactivation): the
             # verification, at once, says so in the usual terms (Verified=False TokenDeactivated).

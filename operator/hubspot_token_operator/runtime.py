@@ -13,6 +13,7 @@ from kubernetes.client import ApiException
 
 from . import conditions as cond
 from . import metrics, tenancy
+from .audit_reads import AuditReads
 from .clock import Clock
 from .custody import Custody
 from .fingerprint import Fingerprinter
@@ -111,6 +112,7 @@ class Runtime:
     selector: LabelSelector | None = None  # this release's shard of HubSpotTokens (None: all)
     leader: LeaderClock | None = None  # None without leader election: this process always leads
     apps: dict = field(default_factory=dict)  # (namespace, name) -> the HubSpot app (client id) it last used
+    audit_reads: AuditReads = field(default_factory=AuditReads)  # one audit-log read per credential (audit_reads.py)
 
     def __post_init__(self) -> None:
         if self.selector is None and self.settings.token_selector:

@@ -3,6 +3,7 @@ FakeKube and the simulator, whose private apps write the audit entries HubSpot's
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -266,3 +267,120 @@ def test_the_audit_reader_secret_is_an_input_like_the_others():
         "tokenSecretRef": {"name": "src"}, "auditLog": {"enabled": True, "tokenSecretRef": {"name": "reader"}}}}
     assert secret_names(spec) == {"t", "src", "reader"}
     assert input_secret_names(spec) == {"src", "reader"}
+
+
+# ---- one read per credential (audit_reads.py) ------------------------------------------------------------
+
+
+def test_a_kept_read_serves_only_narrower_windows_for_a_while():
+    from hubspot_token_operator.audit_reads import SHARE_FOR, Read, after, serves
+
+    read = Read(since=T0, at=T0 + timedelta(minutes=10), events=(ev(at=T0 + timedelta(minutes=2), id_="a"),
+                                                                 ev(at=T0 + timedelta(minutes=6), id_="b")))
+    now = read.at + timedelta(seconds=5)
+    assert serves(read, T0, now) and serves(read, T0 + timedelta(minutes=3), now)
+    assert not serves(read, T0 - timedelta(seconds=1), now), "a wider window has entries the read never asked for"
+    assert not serves(read, T0, read.at + SHARE_FOR), "too old: a token would see the log later than it asked"
+    assert not serves(None, T0, now)
+    assert [e.id for e in after(read, T0 + timedelta(minutes=2)).events] == ["b"]
+    assert after(read, T0 + timedelta(minutes=2)).complete
+
+
+def test_concurrent_reads_of_one_credential_make_one_call_and_only_complete_reads_are_kept(run):
+    from hubspot_token_operator.audit_reads import AuditReads
+    from hubspot_token_operator.hubspot import AuditLogEvents, ErrorKind, Failure
+
+    async def main():
+        reads, calls = AuditReads(), []
+        release = asyncio.Event()
+
+        def reader(outcome):
+            async def read():
+                calls.append(outcome)
+                await release.wait()
+                return outcome
+            return read
+
+        entries = AuditLogEvents(events=(ev(at=T0 + timedelta(minutes=1), id_="a"), ev(at=T0 + timedelta(minutes=3), id_="b")))
+        now = T0 + timedelta(minutes=5)
+        waiting = [asyncio.ensure_future(reads.events(("u", "fp"), T0 + timedelta(minutes=m), now, reader(entries)))
+                   for m in (0, 2, 2)]
+        await asyncio.sleep(0)
+        release.set()
+        got = await asyncio.gather(*waiting)
+        assert len(calls) == 1 and (reads.calls, reads.shared) == (1, 2)
+        assert [[e.id for e in g.events] for g, _ in got] == [["a", "b"], ["b"], ["b"]]
+        assert {at for _, at in got} == {now}
+        # a later read within SHARE_FOR is served from the kept read; another credential is not
+        g, at = await reads.events(("u", "fp"), T0 + timedelta(minutes=1), now + timedelta(seconds=10), reader(entries))
+        assert [e.id for e in g.events] == ["b"] and at == now and len(calls) == 1
+        await reads.events(("u", "other-fp"), T0, now, reader(entries))
+        assert len(calls) == 2
+        # a wider window than the kept one reads; so does a read after SHARE_FOR
+        await reads.events(("u", "fp"), T0 - timedelta(minutes=1), now, reader(entries))
+        assert len(calls) == 3
+        # failures and reads that left pages are never kept
+        failed = Failure(kind=ErrorKind.RETRYABLE, reason="RateLimited", message="429", http_status=429)
+        later = now + timedelta(minutes=5)
+        assert (await reads.events(("u", "x"), T0, later, reader(failed)))[0] is failed
+        await reads.events(("u", "x"), T0, later, reader(entries))
+        assert len(calls) == 5
+        partial = AuditLogEvents(events=(), next_after="100")
+        await reads.events(("u", "y"), T0, later, reader(partial))
+        await reads.events(("u", "y"), T0, later, reader(partial))
+        assert len(calls) == 7
+
+    run(main(), timeout=10)
+
+
+def shared_reader_tokens(w: World, names: list[str], reader: str = "audit-reader"):
+    apps = {}
+    for name in names:
+        app = w.sim.create_private_app(HUB_ID, scopes=["crm.objects.contacts.read"])
+        w.kube.put_secret(NS, f"{name}-source", {"token": app.token})
+        w.kube.add_token(NS, {"apiVersion": "hubspot-operator.dev/v1alpha1", "kind": "HubSpotToken",
+                              "metadata": {"name": name}, "spec": {
+                                  "type": "PrivateApp", "hubId": HUB_ID, "target": {"name": f"{name}-hubspot"},
+                                  "privateApp": {"tokenSecretRef": {"name": f"{name}-source"},
+                                                 "auditLog": {"enabled": True, "interval": "5m",
+                                                              "tokenSecretRef": {"name": reader}}}}})
+        apps[name] = app
+    return apps
+
+
+def test_tokens_sharing_a_reader_read_the_audit_log_once_per_interval(world: World, run):
+    """Three private apps of one hub, one reader Secret: one audit-log read per interval serves all three,
+    each finds only its own app's rotation, and a token with another reader credential reads on its own."""
+    async def main():
+        reader = world.sim.create_private_app(HUB_ID, scopes=[AUDIT_SCOPE])
+        world.kube.put_secret(NS, "audit-reader", {"token": reader.token})
+        names = ["sales", "support", "billing"]
+        apps = shared_reader_tokens(world, names)
+        own = world.sim.create_private_app(HUB_ID, scopes=[AUDIT_SCOPE])
+        world.kube.put_secret(NS, "own-reader", {"token": own.token})
+        apps.update(shared_reader_tokens(world, ["solo"], reader="own-reader"))
+        rt = world.runtime()
+        audit_gets = lambda: world.sim.count("GET /account-info/2026-03/activity/audit-logs")  # noqa: E731
+
+        async def round_():
+            before = audit_gets()
+            for name in [*names, "solo"]:
+                await passes(rt, (NS, name))
+            return audit_gets() - before
+
+        first = await round_() + await round_()  # publish and verify, then each token's first check
+        assert 2 <= first <= 5, first
+        for _ in range(3):
+            world.advance(5 * 60)
+            assert await round_() == 2, "one read for the shared reader, one for the token with its own"
+        world.sim.rotate_private_app(apps["support"].app_id, "later")
+        world.advance(5 * 60)
+        assert await round_() == 2
+        reasons = {n: world.kube.reasons(n).count("RotatedInHubSpot") for n in [*names, "solo"]}
+        assert reasons == {"sales": 0, "support": 1, "billing": 0, "solo": 0}, reasons
+        checks = {world.status(n)["privateApp"]["auditLog"]["nextCheckAt"] for n in names}
+        assert len(checks) == 1, f"the tokens of one reader fell out of step: {checks}"
+        assert rt.audit_reads.shared >= 10
+        await rt.close()
+
+    run(main(), timeout=60)
