@@ -153,10 +153,15 @@ async def check_audit_log(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpe
         since = from_rfc3339(audit.get("seenUntil")) or published_at or now - al.interval
         cursor = audit.get("pageAfter")
         client = rt.hubspot(spec.hubspot.base_url)
-        if cursor is None:  # a whole window: other tokens reading with this credential share the read
-            got, read_at = await rt.audit_reads.events(
-                (client.base_url, rt.fingerprints.of(token)), since, now, lambda: client.audit_log_events(token, since))
-            wake = read_at + al.interval  # in step with the tokens it shared with, so they share again
+        if cursor is None:  # a whole window: the tokens that read with this credential share one read
+            served = await rt.audit_reads.events(
+                (client.base_url, rt.fingerprints.of(token)), (ns, name), since, now,
+                lambda start: client.audit_log_events(token, start))
+            got = served.outcome
+            if got.ok and served.since != since:  # the shared window: this token reads on from its start too
+                since = served.since
+                audit["seenUntil"] = to_rfc3339(since)
+            wake = served.at + al.interval  # due with the tokens it shares with, so they share again
             audit["nextCheckAt"] = to_rfc3339(wake)
         else:
             got = await client.audit_log_events(token, since, after=cursor)

@@ -235,6 +235,7 @@ class Runtime:
         self.apps.pop(key, None)
         self.own_status.pop(key, None)
         metrics.forget_token(*key)  # its counter series leave /metrics
+        self.audit_reads.forget(key)
         secrets = getattr(self.kube, "secret_cache", None)
         if secrets is not None:
             secrets.prune(key[0])  # Secrets no token uses any more leave the cache

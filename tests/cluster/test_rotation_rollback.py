@@ -194,3 +194,34 @@ def test_a_rotation_in_hubspots_ui_is_seen_in_the_audit_log(operator, simulator,
     wait_for(lambda: published(core, namespace).get("access_token") == new, timeout=30, what="the new token published")
     wait_for(lambda: cond(custom, namespace, "pa", "RotationDue").get("reason") == "WithinMaxAge", timeout=30,
              what="RotationDue back to WithinMaxAge")
+
+
+def test_tokens_sharing_an_audit_reader_read_the_log_once_per_interval(operator, simulator, core, custom, namespace):
+    """The audit log is account-wide: three private apps whose tokens read it with one reader Secret make one
+    read per interval between them (audit_reads.py), and a rotation of one app is told to that token only."""
+    reader = simulator.private_app(HUB, ["account-info.security.read"])
+    t.remember(reader["token"])
+    t.put_secret(core, namespace, "audit-reader", {"token": reader["token"]})
+    names = ["pa-a", "pa-b", "pa-c"]
+    apps = {}
+    for name in names:
+        apps[name] = t.private_app_in_source(simulator, core, namespace, HUB, SCOPES, secret=f"{name}-source")
+        t.create(custom, namespace, t.private_app_token(name, target=f"{name}-hubspot", hubId=HUB, privateApp={
+            "tokenSecretRef": {"name": f"{name}-source"},
+            "auditLog": {"enabled": True, "interval": "1m", "tokenSecretRef": {"name": "audit-reader"}}}))
+    checked = lambda: {n: (pa_status(custom, namespace, n).get("auditLog") or {}).get("checkedAt") for n in names}  # noqa: E731
+    wait_for(lambda: all(checked().values()), timeout=30, what="the first audit-log read of each token")
+    by_reader = lambda: simulator.stats()["audit_log_reads_by_app"].get(f"private-app:{reader['app_id']}:hub:{HUB}", 0)  # noqa: E731
+    reads = []
+    for i in range(3):
+        before, seen = by_reader(), checked()
+        if i == 2:
+            simulator.advance(2)
+            t.remember(simulator.rotate(apps["pa-b"]["app_id"], "later"))
+        simulator.advance(65)
+        wait_for(lambda: all(checked()[n] != seen[n] for n in names), timeout=30, what="every token's next audit read")
+        reads.append(by_reader() - before)
+    assert reads == [1, 1, 1], f"audit-log reads per interval, three tokens of one reader: {reads}"
+    wait_for(lambda: cond(custom, namespace, "pa-b", "RotationDue").get("reason") == "RotatedInHubSpot", timeout=30,
+             what="pa-b: RotationDue=True RotatedInHubSpot")
+    assert [n for n in names if "RotatedInHubSpot" in t.reasons(core, namespace, n)] == ["pa-b"]

@@ -169,7 +169,8 @@ class TestStats:
         assert access not in json.dumps(stats)
         http.post("/_sim/stats/reset")
         assert sim.stats() == {"requests": {}, "hosts": {}, "total": 0, "refresh_token_reuses": 0,
-                               "refreshes_by_install": {}, "concurrent_refreshes_of_one_grant": 0}
+                               "refreshes_by_install": {}, "concurrent_refreshes_of_one_grant": 0,
+                               "audit_log_reads_by_app": {}}
 
     def test_refreshes_of_one_grant_in_flight_at_once_are_counted(self, http, sim: SimControl, grant):
         """How the HA tests prove that two operator replicas never refresh one grant at the same time."""

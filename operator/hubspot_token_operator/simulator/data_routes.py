@@ -93,6 +93,7 @@ async def security_activity(request: web.Request, ctx: SimContext, principal: Pr
 
 @guarded(SECURITY_SCOPES)
 async def audit_logs(request: web.Request, ctx: SimContext, principal: Principal) -> web.Response:
+    ctx.stats.audit_log_read(principal.app_key)
     events = _events_for(ctx, principal)
     after, before = _epoch_query(request, "occurredAfter"), _epoch_query(request, "occurredBefore")
     if after is not None:

@@ -29,6 +29,7 @@ class RequestStats:
             self._refreshing: dict[int, int] = defaultdict(int)  # install id -> refreshes in flight
             self._refreshes: dict[int, int] = defaultdict(int)  # install id -> refreshes received
             self._overlaps = 0
+            self._audit_reads: dict[str, int] = defaultdict(int)  # app key -> audit-log pages read with its tokens
 
     def record(self, route: str, outcome: str, host: str | None, generation: int | None = None) -> None:
         """Count one finished request; ``generation`` is ``self.generation`` as seen when it started."""
@@ -54,6 +55,11 @@ class RequestStats:
             self._refreshing[install_id] += 1
             self._refreshes[install_id] += 1
 
+    def audit_log_read(self, app_key: str) -> None:
+        """A page of the audit log read with an app's token (`private-app:<id>:hub:<hub>`): who reads how often."""
+        with self._lock:
+            self._audit_reads[app_key] += 1
+
     def refresh_ended(self, install_id: int) -> None:
         with self._lock:
             self._refreshing[install_id] = max(0, self._refreshing[install_id] - 1)
@@ -67,4 +73,5 @@ class RequestStats:
                 "refresh_token_reuses": self._reuses,
                 "refreshes_by_install": {str(k): v for k, v in self._refreshes.items()},
                 "concurrent_refreshes_of_one_grant": self._overlaps,
+                "audit_log_reads_by_app": dict(self._audit_reads),
             }
