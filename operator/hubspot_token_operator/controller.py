@@ -66,6 +66,9 @@ async def _reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
         try:
             nxt = await _run_flows(rt, body, spec, rec)
             nxt = _earliest(nxt, await revocation.keep_finalizers(rt, rec, body, spec))
+            refusal = rec.value("refusal")
+            if refusal and refusal.get("generation") != rec.generation:
+                rec.set_fields(refusal=None)  # refused an older spec: it no longer holds (policies.refused)
         except NotLeading:
             # The lease is no longer surely ours: no HubSpot call was made and nothing more is written
             # here; the replica steps down and the next leader looks at this token from its status.

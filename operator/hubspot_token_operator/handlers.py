@@ -34,7 +34,9 @@ def on_token(ctx: OperatorContext, event_type: str | None, body: dict) -> None:
         if rt.tokens.pop(key, None) is not None:  # deleted, or relabelled out of this shard
             ctx.queue.forget(key)
             rt.drop(key)
+        rt.note_other_shard(key, None if event_type == "DELETED" else body.get("spec") or {})
         return
+    rt.note_other_shard(key, None)
     first = key not in rt.tokens
     if rt.remember(body):  # newer than what we hold: a change, or our own status write seen first
         rt.index.put(key[0], key[1], body.get("spec") or {})

@@ -59,6 +59,7 @@ class SecretView:
     type: str = "Opaque"
     finalizers: list[str] = field(default_factory=list)  # kept on every replace: others' and ours (revocation.py)
     deleting: bool = False  # deletionTimestamp set: only a finalizer keeps it readable
+    uid: str = ""  # tells this Secret from an earlier or later one of the same name (status.secretUID)
 
     @property
     def owner_uids(self) -> list[str]:

@@ -113,7 +113,7 @@ async def _recover(rt: Runtime, rec: Recorder, snap: Snapshot, v: Verdict) -> da
         tokenFingerprint=r.token_fp, lastRefreshTime=to_rfc3339(r.issued_at), expiresAt=to_rfc3339(r.expires_at),
         credentialRevision=r.credential_revision, restartRevision=r.restart_revision,
         grantFingerprint=snap.obs.grant_fingerprint,
-        secretMAC=rt.fingerprints.of_data(ours(our_keys(snap.obs.spec), target)),
+        secretMAC=rt.fingerprints.of_data(ours(our_keys(snap.obs.spec), target)), secretUID=target.uid or None,
     )
     rt.remember_published(target.text(snap.obs.spec.target.keys.token))
     log.info("%s/%s: %s", *snap.key, v.message)

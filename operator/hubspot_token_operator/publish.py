@@ -31,6 +31,9 @@ RELOADER_IGNORE = "reloader.stakater.com/ignore"  # stakater Reloader skips Secr
 TOKEN_LABEL = "hubspot-operator.dev/token"
 PUBLISHED = "hubspot-operator.dev/published"
 CREATED_FOR = "hubspot-operator.dev/created-for"  # uid of the HubSpotToken the operator created the Secret for
+# The operator's own annotations: what a Secret says about who created it and what was published decides
+# ownership, so spec.target.annotations may not set them (the CRD refuses them; plan_target ignores them).
+OPERATOR_ANNOTATIONS = "hubspot-operator.dev/"
 
 
 @dataclass(frozen=True)
@@ -140,8 +143,9 @@ def plan_target(
             drop.add(k)
         else:
             annotations[k] = v
-    drop -= set(target.annotations)
-    annotations.update(target.annotations)
+    asked = {k: v for k, v in target.annotations.items() if not k.startswith(OPERATOR_ANNOTATIONS)}
+    drop -= set(asked)
+    annotations.update(asked)
     if record is not None:
         annotations[PUBLISHED] = record
     owner_refs = []

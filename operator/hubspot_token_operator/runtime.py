@@ -113,6 +113,9 @@ class Runtime:
     leader: LeaderClock | None = None  # None without leader election: this process always leads
     apps: dict = field(default_factory=dict)  # (namespace, name) -> the HubSpot app (client id) it last used
     audit_reads: AuditReads = field(default_factory=AuditReads)  # one audit-log read per credential (audit_reads.py)
+    # (namespace, name) -> the input Secrets of a token another release serves (--token-selector): never a
+    # target here either, whichever shard the tenant labels their own token into (tenancy).
+    other_shard_inputs: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.selector is None and self.settings.token_selector:
@@ -239,6 +242,22 @@ class Runtime:
         secrets = getattr(self.kube, "secret_cache", None)
         if secrets is not None:
             secrets.prune(key[0])  # Secrets no token uses any more leave the cache
+
+    def note_other_shard(self, key: tuple[str, str], spec: dict | None) -> None:
+        """Records (or, with None, forgets) the input Secrets of a token this release does not serve."""
+        names = frozenset(tenancy.input_secret_names(spec)) if spec is not None else None
+        if names:
+            self.other_shard_inputs[key] = names
+        else:
+            self.other_shard_inputs.pop(key, None)
+
+    def inputs_of_others(self, namespace: str, me: str) -> set[str]:
+        """The input Secrets of every other token of the namespace, this release's and other shards'."""
+        out = tenancy.inputs_of_other_tokens(self.tokens, namespace, me)
+        for (ns, name), names in list(self.other_shard_inputs.items()):
+            if ns == namespace and name != me:
+                out |= names
+        return out
 
     def is_own_status_echo(self, key: tuple[str, str], resource_version: str | None) -> bool:
         """Whether a token's watch event at this version is the echo of our own status write."""

@@ -60,6 +60,7 @@ def view_from_body(body: dict) -> "SecretView":
         type=body.get("type") or "Opaque",
         finalizers=list(md.get("finalizers") or []),
         deleting=bool(md.get("deletionTimestamp")),
+        uid=md.get("uid", ""),
     )
 
 

@@ -40,13 +40,13 @@ async def publish_target(
         ours = created_by_us(existing, owner) or owned_by(existing, owner)
         r = None if ours else tenancy.target_refusal(  # the routine case (our own target) scans nothing
             existing.name, existing.labels, existing.annotations, existing.owner_refs, owner.name, owner.uid,
-            ours=False, inputs_of_others=tenancy.inputs_of_other_tokens(rt.tokens, md["namespace"], owner.name),
+            ours=False, inputs_of_others=rt.inputs_of_others(md["namespace"], owner.name),
             need_consent=rt.settings.tenancy == "consent" and spec.target.creation_policy != "Owner",
         )
         refusal = (r.reason, r.message) if r else None
     plan = plan_target(
         spec.target, owner, values, existing, remove_keys=remove,
-        published_before=bool(rec.st.secret_mac), record=record, refusal=refusal,
+        published_before=published_here(rec.st.secret_mac, rec.st.secret_uid, existing), record=record, refusal=refusal,
         reloader=reloader_annotations(spec.type, spec.rollout.restart_on, spec.target.creation_policy),
     )
     if plan.action == "refuse":
@@ -74,5 +74,12 @@ async def publish_target(
     rec.facts.write_problem = None
     if (rec.value("refusal") or {}).get("reason") in TARGET_REFUSALS:
         rec.set_fields(refusal=None)
-    rec.set_fields(secretMAC=rt.fingerprints.of_data(values))
+    held = written or existing
+    rec.set_fields(secretMAC=rt.fingerprints.of_data(values), secretUID=held.uid if held is not None else None)
     return None
+
+
+def published_here(secret_mac: str | None, secret_uid: str | None, existing: SecretView | None) -> bool:
+    """Whether status says this token published into this very Secret: not merely into one of the same name
+    before it was deleted and made again, nor into the Secret an earlier spec.target.name named."""
+    return bool(secret_mac) and existing is not None and bool(existing.uid) and existing.uid == secret_uid

@@ -88,6 +88,7 @@ class TokenStatus(_Model):
     grant_fingerprint: str | None = Field(None, alias="grantFingerprint")
     fingerprint_key_id: str | None = Field(None, alias="fingerprintKeyId")
     secret_mac: str | None = Field(None, alias="secretMAC")
+    secret_uid: str | None = Field(None, alias="secretUID")
     credential_revision: str | None = Field(None, alias="credentialRevision")
     restart_revision: str | None = Field(None, alias="restartRevision")
     reauth_required_for: str | None = Field(None, alias="reauthRequiredFor")

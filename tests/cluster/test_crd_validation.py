@@ -77,6 +77,9 @@ CASES = [
      "spec.oauth.refreshTokenSecretRef.key must be a valid Secret data key"),
     ("source token key non-ASCII", GOOD_PA, "privateApp.tokenSecretRef.key", "t\u00f8ken",
      "spec.privateApp.tokenSecretRef.key must be a valid Secret data key"),
+    ("target annotation forging created-for", GOOD_OAUTH, "target.annotations",
+     {"team": "a", "hubspot-operator.dev/created-for": "0d6a0e7c-uid"},
+     "spec.target.annotations cannot set annotations under hubspot-operator.dev/"),
     # Two target keys with one name: one value overwrites the other (defaults count).
     ("hubId key equals default token key", GOOD_OAUTH, "target.keys.hubId", "access_token",
      "spec.target.keys.token, previousToken, expiresAt and hubId must be four different keys"),

@@ -461,6 +461,28 @@ def test_adopting_a_foreign_secret_with_delete_is_refused_and_deleting_the_token
     env.assert_victims_unchanged()
 
 
+def test_a_published_target_renamed_to_a_foreign_secret_is_refused_and_created_for_cannot_be_forged(env):
+    """Publishing into a Secret of its own once does not make every later spec.target.name the token's:
+    renamed to a Secret it did not create (no consent), it is refused as if named so from the start. And the
+    annotation that says which token created a Secret (deletionPolicy Delete trusts it) cannot be set from
+    spec.target.annotations: the API server refuses it."""
+    env.apply(t.oauth_token("rename", target="rename-out", hubId=HUB, oauth={
+        "clientSecretRef": {"name": "tenant-app"}, "refreshTokenSecretRef": {"name": "tenant-install"}}))
+    uid = ready(env, "rename")["metadata"]["uid"]
+    env.tenant.patch_namespaced_custom_object(GROUP, VERSION, env.ns, PLURAL, "rename",
+                                              {"spec": {"target": {"name": "victim-target"}}})
+    c, ev = refused(env, "rename", "TargetSecretNotOwned")
+    assert "Secret victim-target exists and was not created by this HubSpotToken" in c["message"], c
+    env.assert_victims_unchanged()
+    with pytest.raises(client.ApiException) as e:
+        env.tenant.patch_namespaced_custom_object(GROUP, VERSION, env.ns, PLURAL, "rename", {"spec": {"target": {
+            "deletionPolicy": "Delete", "annotations": {CREATED_FOR: uid}}}})
+    assert e.value.status == 422 and "cannot set annotations under hubspot-operator.dev/" in e.value.body, e.value.body
+    delete_and_wait_for_gc(env, "rename")
+    env.capture.assert_nothing()
+    env.assert_victims_unchanged()
+
+
 # ---- 4. no take-over of another token's input or output --------------------------------------------------
 
 

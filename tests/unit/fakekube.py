@@ -175,6 +175,7 @@ class FakeKube:
             labels=dict(md.get("labels") or {}), annotations=dict(md.get("annotations") or {}),
             owner_refs=[dict(o) for o in md.get("ownerReferences") or []], type=body.get("type") or "Opaque",
             finalizers=list(finalizers or []), deleting=bool(old and old.deleting),
+            uid=old.uid if old else uuid.uuid4().hex,
         )
         self.secrets[(ns, view.name)] = view
         (self.immutable.add if body.get("immutable") else self.immutable.discard)((ns, view.name))

@@ -716,3 +716,72 @@ def test_flow(world: World, run, scenario) -> None:
                 await rt.close()
 
     run(main(), timeout=45)
+
+
+# ---- F24: a tenant cannot reach a Secret they could not touch by renaming the target or by sharding ------
+
+
+@pytest.mark.parametrize("kind", ["OAuth", "PrivateApp"])
+def test_f24_renaming_the_target_to_a_foreign_secret_is_refused_like_naming_it_at_first(world: World, run, kind):
+    """After a first publish into a Secret of its own, a token renamed to point at a Secret it did not
+    create (no consent, no owner: say a Helm-made database password) is refused as TargetSecretNotOwned;
+    the Secret keeps its data. Before the fix the earlier publish counted for any name."""
+    async def main():
+        w = world
+        key = w.oauth(name="evil", target="evil-out") if kind == "OAuth" else w.private_app(name="evil", target="evil-out")[0]
+        w.kube.put_secret(NS, "db-credentials", {"password": "hunter2"}, consent=False)
+        rt = w.runtime()
+        await passes(rt, key, 2)
+        assert w.cond("evil", "Ready").get("status") == "True"
+        w.kube.edit_token(NS, "evil", {"spec": {"target": {"name": "db-credentials"}}})
+        await passes(rt, key, 2)
+        assert w.kube.secrets[(NS, "db-credentials")].data == {"password": b"hunter2"}
+        assert (w.status("evil").get("refusal") or {}).get("reason") == "TargetSecretNotOwned", w.status("evil")
+        # its own Secret, recreated by someone else under the same name, is not its own either
+        w.kube.edit_token(NS, "evil", {"spec": {"target": {"name": "evil-out"}}})
+        await passes(rt, key, 2)
+        assert w.cond("evil", "Ready").get("status") == "True", w.cond("evil", "Ready")
+        assert (w.status("evil").get("refusal") or {}).get("reason") is None, w.status("evil")
+        w.kube.drop_secret(NS, "evil-out")
+        w.kube.put_secret(NS, "evil-out", {"other": "someone else's"}, consent=False)
+        await passes(rt, key, 2)
+        assert w.kube.secrets[(NS, "evil-out")].data == {"other": b"someone else's"}
+        assert (w.status("evil").get("refusal") or {}).get("reason") == "TargetSecretNotOwned"
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_f24_a_token_of_another_shard_keeps_its_inputs_out_of_reach(world: World, run):
+    """With --token-selector, a tenant labelling their token into this shard still cannot make another
+    shard's token's refresh-token Secret their target (it has consent, as input Secrets do)."""
+    from hubspot_token_operator import handlers
+    from hubspot_token_operator.sharding import parse_selector
+
+    async def main():
+        w = world
+        victim = w.oauth(name="crm-sync")  # served by shard b
+        w.kube.edit_token(NS, "crm-sync", {"metadata": {"labels": {"shard": "b"}}})
+        w.kube.add_token(NS, _token("evil", {
+            "type": "OAuth", "hubId": HUB_ID, "oauth": {"clientSecretRef": {"name": "hubspot-app"},
+                                                        "refreshTokenSecretRef": {"name": "crm-sync-install"}},
+            "target": {"name": "crm-sync-install", "creationPolicy": "Adopt"}}))
+        w.kube.edit_token(NS, "evil", {"metadata": {"labels": {"shard": "a"}}})
+        rt = w.runtime()
+        rt.selector = parse_selector("shard=a")
+
+        class Ctx:  # what handlers.on_token uses of the operator's context
+            runtime, queue = rt, type("Q", (), {"schedule": lambda *a, **k: None, "forget": lambda *a: None})()
+
+        for name in ("crm-sync", "evil"):
+            handlers.on_token(Ctx, "ADDED", w.kube.token(NS, name))
+        assert victim not in rt.tokens and (NS, "evil") in rt.tokens
+        before = w.kube.text(NS, "crm-sync-install", "refresh_token")
+        await passes(rt, (NS, "evil"), 2)
+        assert w.kube.text(NS, "crm-sync-install", "refresh_token") == before
+        assert (w.status("evil").get("refusal") or {}).get("reason") == "TargetSecretIsAnInput", w.status("evil")
+        handlers.on_token(Ctx, "DELETED", w.kube.token(NS, "crm-sync"))
+        assert not rt.other_shard_inputs
+        await rt.close()
+
+    run(main(), timeout=45)

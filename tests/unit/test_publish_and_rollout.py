@@ -184,3 +184,22 @@ def test_name_labels_do_not_make_a_secret_created_for_another_uid_ours():
 def test_deletion_policy_delete_never_owns_an_adopted_secret():
     plan = plan_target(target(creationPolicy="Adopt", deletionPolicy="Delete"), OWNER, VALUES, existing())
     assert plan.action == "replace" and plan.body["metadata"]["ownerReferences"] == []
+
+
+def test_target_annotations_cannot_forge_the_operators_own_records():
+    """spec.target.annotations may not set created-for (which would make deletionPolicy Delete garbage-collect
+    an adopted Secret) nor published: the CRD refuses them, and plan_target ignores them on older objects."""
+    from hubspot_token_operator.publish import CREATED_FOR, PUBLISHED
+
+    forged = target(creationPolicy="Adopt", deletionPolicy="Delete",
+                    annotations={CREATED_FOR: OWNER.uid, PUBLISHED: "forged", "team": "a"})
+    plan = plan_target(forged, OWNER, VALUES, existing())
+    assert plan.action == "replace"
+    md = plan.body["metadata"]
+    assert CREATED_FOR not in md["annotations"] and PUBLISHED not in md["annotations"]
+    assert md["annotations"]["team"] == "a"
+    assert md["ownerReferences"] == [], "an adopted Secret got the token as its owner"
+    applied = SecretView(name="out", namespace="ns", data=dict(plan.body["data"]), resource_version="8",
+                         labels=md["labels"], annotations=md["annotations"])
+    again = plan_target(forged, OWNER, {**VALUES, "access_token": b"b"}, applied)
+    assert again.body["metadata"]["ownerReferences"] == []
