@@ -67,10 +67,14 @@ class Findings:
 
 
 def findings(events: Iterable[AuditEvent], app_id: int | None, published_at: datetime | None,
-             since: datetime) -> Findings:
+             since: datetime, read_before: datetime | None = None) -> Findings:
+    """What a read of the window after `since` shows. `read_before`: this token had already read the log up
+    to then (a read shared with other tokens may start earlier), so older entries are no news."""
     events = list(events)
     newest: dict[str, AuditEvent] = {}
     for e in events:
+        if read_before is not None and e.occurred_at <= read_before:
+            continue
         kind = classify(e)
         # publishedAt is stored to the second: an entry counts only from the next second on, so the rotation
         # whose token was just published (and written within the same second) is never taken for a new one.
@@ -152,6 +156,7 @@ async def check_audit_log(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpe
         published_at = rec.st.private_app.published_at
         since = from_rfc3339(audit.get("seenUntil")) or published_at or now - al.interval
         cursor = audit.get("pageAfter")
+        read_before = since
         client = rt.hubspot(spec.hubspot.base_url)
         if cursor is None:  # a whole window: the tokens that read with this credential share one read
             served = await rt.audit_reads.events(
@@ -176,7 +181,7 @@ async def check_audit_log(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpe
             if cursor is not None and got.http_status == 400:  # a cursor HubSpot no longer takes: read the window again
                 audit.update(pageAfter=None, pendingSeenUntil=None)
         else:
-            f = findings(got.events, rec.value("appId"), published_at, since)
+            f = findings(got.events, rec.value("appId"), published_at, since, read_before)
             audit.update(window_after_read(audit, f.seen_until, got.next_after))
             if not got.complete:  # more pages than one read takes: read on at once
                 wake = now

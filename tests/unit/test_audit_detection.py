@@ -54,6 +54,17 @@ def test_findings_keep_this_apps_entries_after_the_publish():
     assert concerns(ev(target="99"), None)
 
 
+def test_a_shared_read_from_an_earlier_start_tells_only_what_this_token_had_not_read():
+    """A read shared with other tokens may start before this token's own seenUntil: what it had already
+    read is no news (a token with nothing published yet would otherwise hear of an old rotation), yet the
+    window it goes on from is the shared one."""
+    old, new = ev(at=T0 + timedelta(minutes=1), id_="old"), ev(at=T0 + timedelta(minutes=9), id_="new")
+    f = findings([old], 42, None, T0, read_before=T0 + timedelta(minutes=5))
+    assert f.rotated is None and f.seen_until == T0 + timedelta(minutes=1)
+    f = findings([old, new], 42, None, T0, read_before=T0 + timedelta(minutes=5))
+    assert f.rotated.id == "new" and f.seen_until == T0 + timedelta(minutes=9)
+
+
 def test_rotated_in_hubspot_only_while_newer_than_the_published_token():
     audit = {"rotatedAt": "2026-03-01T00:05:00Z", "rotatedBy": "admin@example.com"}
     assert rotated_in_hubspot(audit, T0) == (T0 + timedelta(minutes=5), "admin@example.com")
