@@ -128,6 +128,7 @@ async def check_audit_log(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpe
     al = spec.private_app.audit_log
     pa = dict(rec.value("privateApp") or {})
     if not al.enabled:
+        rt.audit_reads.forget((body["metadata"]["namespace"], body["metadata"]["name"]))
         if pa.get("auditLog"):
             rec.set_fields(privateApp={**pa, "auditLog": None})
         return None
@@ -160,7 +161,7 @@ async def check_audit_log(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpe
         client = rt.hubspot(spec.hubspot.base_url)
         if cursor is None:  # a whole window: the tokens that read with this credential share one read
             served = await rt.audit_reads.events(
-                (client.base_url, rt.fingerprints.of(token)), (ns, name), since, now,
+                (client.base_url, rt.fingerprints.of(token)), (ns, name), since, now, al.interval,
                 lambda start: client.audit_log_events(token, start))
             got = served.outcome
             if got.ok and served.since != since:  # the shared window: this token reads on from its start too

@@ -37,7 +37,6 @@ from typing import Awaitable, Callable
 from .hubspot import AuditEvent, AuditLogEvents, AuditLogOutcome
 
 SHARE_FOR = timedelta(seconds=30)  # below the shortest interval (1m): a token is never served the read it made last time
-ASKED_FOR = timedelta(days=2)  # a window start asked for longer ago than this (twice the longest interval) is forgotten
 MAX_READERS = 4096  # kept reads at the most (each a few hundred entries); the oldest goes first
 
 Key = tuple[str, str]  # (base URL, credential fingerprint)
@@ -68,18 +67,20 @@ class AuditReads:
         self.share_for, self.max_readers = share_for, max_readers
         self._kept: dict[Key, Read] = {}
         self._flights: dict[Key, tuple[datetime, datetime, asyncio.Future]] = {}  # key -> (since, at, the read)
-        self._asked: dict[Key, dict[Token, tuple[datetime, datetime]]] = {}  # key -> token -> (since, when asked)
+        self._asked: dict[Key, dict[Token, tuple[datetime, datetime]]] = {}  # key -> token -> (since, kept until)
         self.calls = 0  # reads that went to HubSpot
         self.shared = 0  # reads answered by a read another token made
 
     def __len__(self) -> int:
         return len(self._kept)
 
-    def floor(self, key: Key, token: Token, since: datetime, now: datetime) -> datetime:
-        """Notes that `token` reads the window after `since`; the earliest such start of the key's tokens."""
+    def floor(self, key: Key, token: Token, since: datetime, now: datetime, interval: timedelta) -> datetime:
+        """Notes that `token` reads the window after `since` every `interval`; the earliest start the key's
+        tokens read from. A token that has not asked for two of its intervals (its audit log turned off, its
+        reader changed) no longer counts."""
         asked = self._asked.setdefault(key, {})
-        asked[token] = (since, now)
-        for t in [t for t, (_, when) in asked.items() if now - when > ASKED_FOR]:
+        asked[token] = (since, now + 2 * interval)
+        for t in [t for t, (_, until) in asked.items() if until < now]:
             del asked[t]
         return min(s for s, _ in asked.values())
 
@@ -88,11 +89,11 @@ class AuditReads:
         for key in [k for k, asked in self._asked.items() if asked.pop(token, None) and not asked]:
             del self._asked[key]
 
-    async def events(self, key: Key, token: Token, since: datetime, now: datetime,
+    async def events(self, key: Key, token: Token, since: datetime, now: datetime, interval: timedelta,
                      read: Callable[[datetime], Awaitable[AuditLogOutcome]]) -> Served:
         """The audit-log entries of a window that covers `since` (`read(start)` calls HubSpot for the window
         after `start`), from a read of this token's, or one made for another token of the same key."""
-        start = self.floor(key, token, since, now)
+        start = self.floor(key, token, since, now, interval)
         held = self._kept.get(key)
         if serves(held, since, now, self.share_for):
             self.shared += 1

@@ -314,8 +314,8 @@ def test_reads_of_one_credential_share_one_window_and_one_call(run):
 
         entries = AuditLogEvents(events=(ev(at=T0 + timedelta(minutes=1), id_="a"), ev(at=T0 + timedelta(minutes=3), id_="b")))
         m = lambda n: T0 + timedelta(minutes=n)  # noqa: E731
-        now = m(5)
-        waiting = [asyncio.ensure_future(reads.events(("u", "fp"), (NS, t), since, now, reader(entries)))
+        now, I = m(5), timedelta(minutes=5)  # noqa: E741 - every token reads every 5 minutes
+        waiting = [asyncio.ensure_future(reads.events(("u", "fp"), (NS, t), since, now, I, reader(entries)))
                    for t, since in (("x", m(0)), ("y", m(2)), ("z", m(2)))]
         await asyncio.sleep(0)
         release.set()
@@ -323,25 +323,27 @@ def test_reads_of_one_credential_share_one_window_and_one_call(run):
         assert calls == [m(0)] and (reads.calls, reads.shared) == (1, 2)
         assert all([e.id for e in g.outcome.events] == ["a", "b"] and g.since == m(0) and g.at == now for g in got)
         # within SHARE_FOR: served; another credential is not
-        g = await reads.events(("u", "fp"), (NS, "y"), m(1), now + timedelta(seconds=10), reader(entries))
+        g = await reads.events(("u", "fp"), (NS, "y"), m(1), now + timedelta(seconds=10), I, reader(entries))
         assert g.at == now and len(calls) == 1
-        await reads.events(("u", "other-fp"), (NS, "w"), m(0), now, reader(entries))
+        await reads.events(("u", "other-fp"), (NS, "w"), m(0), now, I, reader(entries))
         assert len(calls) == 2
         # later: the read starts at the earliest start any token of the key asked for ("x": m(0))
         later = now + timedelta(minutes=5)
-        g = await reads.events(("u", "fp"), (NS, "y"), m(4), later, reader(entries))
+        g = await reads.events(("u", "fp"), (NS, "y"), m(4), later, I, reader(entries))
         assert calls[-1] == m(0) and g.since == m(0)
         reads.forget((NS, "x"))
-        await reads.events(("u", "fp"), (NS, "y"), m(4), later + timedelta(minutes=5), reader(entries))
+        await reads.events(("u", "fp"), (NS, "y"), m(4), later + timedelta(minutes=5), I, reader(entries))
         assert calls[-1] == m(2), "a deleted token held the window back"  # "z" asked for m(2)
+        await reads.events(("u", "fp"), (NS, "y"), m(4), now + 3 * I, I, reader(entries))
+        assert calls[-1] == m(4), "a token that stopped asking two intervals ago held the window back"
         # failures and reads that left pages are never kept
         failed = Failure(kind=ErrorKind.RETRYABLE, reason="RateLimited", message="429", http_status=429)
         n = len(calls)
-        assert (await reads.events(("u", "f"), (NS, "x"), T0, later, reader(failed))).outcome is failed
-        await reads.events(("u", "f"), (NS, "x"), T0, later, reader(entries))
+        assert (await reads.events(("u", "f"), (NS, "x"), T0, later, I, reader(failed))).outcome is failed
+        await reads.events(("u", "f"), (NS, "x"), T0, later, I, reader(entries))
         partial = AuditLogEvents(events=(), next_after="100")
-        await reads.events(("u", "p"), (NS, "x"), T0, later, reader(partial))
-        await reads.events(("u", "p"), (NS, "x"), T0, later, reader(partial))
+        await reads.events(("u", "p"), (NS, "x"), T0, later, I, reader(partial))
+        await reads.events(("u", "p"), (NS, "x"), T0, later, I, reader(partial))
         assert len(calls) == n + 4
 
     run(main(), timeout=10)
