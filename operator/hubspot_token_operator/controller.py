@@ -50,8 +50,8 @@ async def _reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
             return None
         try:  # revokeOnDelete: revoke (or not), say so, let the deletion finish
             return await revocation.finalize(rt, body)
-        except NotLeading:
-            log.warning("%s/%s: not finalized: %s", *key, "leadership is being lost")
+        except NotLeading as e:
+            log.warning("%s/%s: not finalized: %s", *key, e)
             return None
     started = time.monotonic()
     rec = Recorder(body=body, now=rt.clock.now())
@@ -69,10 +69,10 @@ async def _reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
             refusal = rec.value("refusal")
             if refusal and refusal.get("generation") != rec.generation:
                 rec.set_fields(refusal=None)  # refused an older spec: it no longer holds (policies.refused)
-        except NotLeading:
-            # The lease is no longer surely ours: no HubSpot call was made and nothing more is written
-            # here; the replica steps down and the next leader looks at this token from its status.
-            log.warning("%s/%s: not reconciled: %s", *key, "leadership is being lost")
+        except NotLeading as e:
+            # The lease is no longer surely ours, or the operator is shutting down: no HubSpot call was made
+            # and nothing more is written here; whoever leads next looks at this token from its status.
+            log.warning("%s/%s: not reconciled: %s", *key, e)
             return None
         except ApiException as e:
             nxt = _errored(rec, e, f"Kubernetes API HTTP {e.status}")

@@ -76,6 +76,7 @@ class Landing(Enum):
 class WriteBack:
     landing: Landing
     status: int | None = None  # HTTP status of the failed tenant write, for messages
+    written: SecretView | None = field(default=None, repr=False)  # our write of the tenant's Secret, when we made one
 
     @property
     def durable(self) -> bool:
@@ -96,6 +97,7 @@ class Custody:
         self.namespace = namespace
         self.secret_name = secret_name
         self._pending: dict[str, Pending] = {}  # old grant fingerprint -> pending token
+        self._unsaved: set[str] = set()  # old grants whose token is in memory only (both writes failed)
         self._lock = asyncio.Lock()  # serialises writes of the custody Secret
 
     def __repr__(self) -> str:
@@ -103,6 +105,33 @@ class Custody:
 
     def pending(self, old_grant: str | None) -> Pending | None:
         return self._pending.get(old_grant) if old_grant else None
+
+    def held_for(self, *grants: str | None) -> Pending | None:
+        """The pending token of a grant, named by the grant it replaces or by the one it starts (status
+        records the new grant as soon as the refresh succeeded, even when the write-back did not)."""
+        for g in grants:
+            if g and g in self._pending:
+                return self._pending[g]
+        return next((p for p in self._pending.values() if p.new_grant in grants), None)
+
+    @property
+    def unsaved(self) -> int:
+        """Tokens held in memory only: a restart of this process would lose them."""
+        return len(self._unsaved)
+
+    async def flush(self) -> int:
+        """Another attempt to store every token held in memory only; returns how many still are."""
+        for grant in list(self._unsaved):
+            p = self._pending.get(grant)
+            if p is None:
+                self._unsaved.discard(grant)
+                continue
+            try:
+                await self._store(p)
+            except ApiException as e:
+                log.error("custody: storing a refresh token held in memory failed again (HTTP %s)", e.status)
+                break  # the API server is not answering: the next flush tries again
+        return len(self._unsaved)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -141,6 +170,7 @@ class Custody:
             await self._store(p)
         except ApiException as e:
             log.error("custody: writing the custody Secret failed (HTTP %s); holding the token in memory", e.status)
+            self._unsaved.add(p.old_grant)
             return WriteBack(Landing.MEMORY, result.status)
         return WriteBack(Landing.HELD, result.status)
 
@@ -158,6 +188,7 @@ class Custody:
             await self._store(p)  # it may have been held in memory only
             return WriteBack(Landing.HELD, result.status)
         except ApiException:
+            self._unsaved.add(p.old_grant)
             return WriteBack(Landing.MEMORY, result.status)
 
     async def _write_back(self, p: Pending, source: SecretView) -> WriteBack:
@@ -169,8 +200,8 @@ class Custody:
             if current and self.fingerprints.of(current) != p.old_token_fp:
                 return WriteBack(Landing.SUPERSEDED)  # a person put another token in: theirs wins
             try:
-                await self.kube.replace_secret(p.namespace, p.secret, _with_token(source, p))
-                return WriteBack(Landing.LANDED)
+                written = await self.kube.replace_secret(p.namespace, p.secret, _with_token(source, p))
+                return WriteBack(Landing.LANDED, written=written)
             except ApiException as e:
                 status = e.status
                 if e.status != 409:
@@ -188,14 +219,14 @@ class Custody:
             entry = p.old_grant
             if store is None:
                 await self.kube.create_secret(self.namespace, _custody_body(self.secret_name, {entry: p.to_bytes()}))
-                return
-            if store.data.get(entry) == p.to_bytes():
-                return
-            data = {**store.data, entry: p.to_bytes()}
-            await self.kube.replace_secret(self.namespace, self.secret_name, _custody_body(self.secret_name, data, store))
+            elif store.data.get(entry) != p.to_bytes():
+                data = {**store.data, entry: p.to_bytes()}
+                await self.kube.replace_secret(self.namespace, self.secret_name, _custody_body(self.secret_name, data, store))
+            self._unsaved.discard(entry)
 
     async def _drop(self, p: Pending) -> None:
         self._pending.pop(p.old_grant, None)
+        self._unsaved.discard(p.old_grant)
         async with self._lock:
             try:
                 store = await self.kube.get_secret(self.namespace, self.secret_name)
@@ -213,6 +244,7 @@ class Custody:
 
     def forget(self, old_grant: str) -> None:
         self._pending.pop(old_grant, None)
+        self._unsaved.discard(old_grant)
 
 
 def _with_token(src: SecretView, p: Pending) -> dict:

@@ -43,6 +43,9 @@ async def refresh(rt: Runtime, rec: Recorder, snap: Snapshot, v: Verdict) -> dat
     async with rt.grant_lock(gfp):
         result = sibling_result(rt, snap)
         wb: WriteBack | None = None
+        if result is None and await grant_moved(rt, snap):
+            rec.hold()  # the refresh token we read is spent: look again at what is current, at once
+            return now
         if result is None:
             rt.apps[snap.key] = inp.client_id or ""  # lets the queue's gate pace this token next time
             wait = rt.limiter.take(inp.client_id or "", snap.key)
@@ -102,6 +105,8 @@ async def exchange(rt: Runtime, snap: Snapshot) -> Failure | tuple[GrantResult, 
         pending = Pending(inp.refresh_secret.namespace, ref.name, ref.key, returned, gfp, new_gfp,
                           rt.fingerprints.of(inp.refresh_token))
         wb = await rt.custody.secure(pending, inp.refresh_secret)
+        if wb.written is not None:  # its watch event is our own echo: it wakes no token
+            rt.own_writes[(wb.written.namespace, wb.written.name)] = wb.written.resource_version
     # Whole seconds, as status stores them: the schedule recomputed from status must match this one.
     result = GrantResult(
         access_token=outcome.access_token.reveal(),
@@ -118,6 +123,19 @@ async def exchange(rt: Runtime, snap: Snapshot) -> Failure | tuple[GrantResult, 
     if (wb is None or wb.durable) and refusal_of(spec, result) is None:
         rt.grants.remember(gfp, result)
     return result, wb
+
+
+async def grant_moved(rt: Runtime, snap: Snapshot) -> bool:
+    """Whether, while this reconcile waited for the grant's lock, another refresh of the grant rotated the
+    refresh token it read: a newer one is in custody, or the Secret holds another one now. Calling HubSpot
+    with the spent one would be refused (invalid_grant) and read as a grant needing re-authorisation."""
+    inp, ref = snap.inputs, snap.obs.spec.oauth.refresh_token_secret_ref
+    if rt.custody.pending(snap.obs.grant_fingerprint) is not None:
+        return True
+    if inp.refresh_secret is None:
+        return False
+    current = await rt.kube.read_secret(inp.refresh_secret.namespace, inp.refresh_secret.name)
+    return current is None or current.text(ref.key) != inp.refresh_token
 
 
 def sibling_result(rt: Runtime, snap: Snapshot) -> GrantResult | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from prometheus_client import REGISTRY, start_http_server
 
@@ -21,9 +22,12 @@ from .leadership import Elector, LeaseTimings
 from .metrics import TokenCollector
 from .runtime import Runtime, load_fingerprinter
 from .settings import Settings
-from .workqueue import WorkQueue
+from .workqueue import WorkQueue, describe_error
 
 log = logging.getLogger(__name__)
+
+CUSTODY_LOOP_SECONDS = 10.0  # how often tokens held in memory only are offered to the API server again
+CUSTODY_RELOAD_SECONDS = 60.0  # how often the leader reads the custody Secret again
 
 
 class OperatorContext:
@@ -46,6 +50,7 @@ class OperatorContext:
         self.runtime = Runtime(settings=self.settings, kube=kube, clock=self.clock, fingerprints=fps)
         self.queue = WorkQueue(self.clock, self._reconcile, workers=self.settings.workers,
                                gate=self.runtime.refresh_gate)
+        self._tasks.append(asyncio.create_task(self._keep_custody()))
         if self.settings.time_source == "simulator":
             self._tasks.append(asyncio.create_task(follow_simulator(self.clock, self.settings.hubspot_base_url)))
         if self.settings.metrics_port:
@@ -88,12 +93,44 @@ class OperatorContext:
         stop taking work and let what is in flight finish, keeping custody. Then wait as a standby."""
         metrics.LEADER.set(0)
         self.started = False
-        grace = self.settings.shutdown_grace_seconds
-        unfinished = await self.queue.stop(grace)
-        still = await self.runtime.drain_critical(grace)
+        unfinished, still = await self._drain(self.settings.shutdown_grace_seconds)
         self.runtime.grants = GrantCache()  # whoever leads next may refresh meanwhile: trust only status
         log.warning("standby again after losing the lease (%d reconcile(s), %d refresh(es) unfinished)",
                     unfinished, still)
+
+    async def _drain(self, grace: float) -> tuple[int, int]:
+        """Reconciles in flight, then critical sections, then custody, all within one `grace`: a refresh
+        token held in memory only is stored before anyone else may lead (a last attempt; on failure the
+        custody loop goes on trying, and says so)."""
+        deadline = time.monotonic() + grace
+        unfinished = await self.queue.stop(grace) if self.queue is not None else 0
+        if self.runtime is None:
+            return unfinished, 0
+        still = await self.runtime.drain_critical(max(0.0, deadline - time.monotonic()))
+        if self.runtime.custody.unsaved:
+            try:
+                left = await asyncio.wait_for(self.runtime.custody.flush(), max(0.1, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                left = self.runtime.custody.unsaved
+            if left:
+                log.error("custody: %d rotated refresh token(s) are held in this process's memory only", left)
+        return unfinished, still
+
+    async def _keep_custody(self) -> None:
+        """On every replica: tokens held in memory only are stored as soon as the API server takes them.
+        On the leader: the custody Secret is read again now and then, so an entry a former leader stored
+        after this one was elected (its last critical section ending late) is written back too."""
+        last_load = time.monotonic()
+        while True:
+            await asyncio.sleep(CUSTODY_LOOP_SECONDS)
+            try:
+                if self.runtime.custody.unsaved:
+                    await self.runtime.custody.flush()
+                if self.started and time.monotonic() - last_load >= CUSTODY_RELOAD_SECONDS:
+                    await self.runtime.custody.load()
+                    last_load = time.monotonic()
+            except Exception as e:  # noqa: BLE001 - the loop must outlive any one failure
+                log.warning("custody loop: %s", describe_error(e))
 
     async def _reconcile(self, key):
         return await reconcile(self.runtime, key)
@@ -106,17 +143,17 @@ class OperatorContext:
         return health.judge(q.oldest_overdue(), q.longest_running(), len(q), len(self.runtime.custody))
 
     async def stop(self) -> None:
-        """SIGTERM: stop taking work, let reconciles in flight finish (bounded), never cut a critical section."""
+        """SIGTERM: no new HubSpot call starts, reconciles in flight finish and custody is stored, all within
+        `shutdown_grace_seconds` (the chart's terminationGracePeriodSeconds is 10 s more); a critical section
+        is never cut."""
         grace = self.settings.shutdown_grace_seconds
-        # `is not None`: a WorkQueue is falsy when nothing waits (len 0), e.g. while every key is in flight
-        if self.queue is not None and self.started:
-            unfinished = await self.queue.stop(grace)
-            if unfinished:
-                log.warning("shutdown: %d reconcile(s) did not finish within %ss", unfinished, grace)
         if self.runtime:
-            still = await self.runtime.drain_critical(grace)
-            if still:
-                log.error("shutdown: %d refresh(es) still in flight; their refresh tokens may be lost", still)
+            self.runtime.closing = True
+        unfinished, still = await self._drain(grace)
+        if unfinished:
+            log.warning("shutdown: %d reconcile(s) did not finish within %ss", unfinished, grace)
+        if still:
+            log.error("shutdown: %d refresh(es) still in flight; their refresh tokens may be lost", still)
         if self.elector:  # after the drain: hand the lease over only once nothing of ours is in flight
             await self.elector.stop(release=True)
         metrics.LEADER.set(0)

@@ -115,6 +115,15 @@ def status_behind_target(o: Observed) -> Verdict | None:
     return None
 
 
+def target_refused(o: Observed) -> Verdict | None:
+    """A refused target refuses whatever is refreshed for it: a refresh request waits for the target to be
+    fixed instead of spending (with rotating refresh tokens: rotating) the grant again and again."""
+    r = o.status.refusal
+    if r is not None and r.reason in TARGET_REFUSALS:
+        return refused(o)
+    return None
+
+
 def refresh_requested(o: Observed) -> Verdict | None:
     if o.refresh_request and o.refresh_request != o.status.last_refresh_request:
         st = o.status
@@ -210,6 +219,7 @@ OAUTH_TRIGGER: tuple[Check, ...] = (
     custody_pending,
     key_changed,
     status_behind_target,
+    target_refused,
     refresh_requested,
     grant_changed,
     reauth_required,

@@ -208,7 +208,7 @@ async def finalize(rt: Runtime, body: dict) -> datetime | None:
                 _remember(rt, await rec.flush(rt.kube))
                 return outcome
         if outcome.action == "GiveUp":
-            pending = rt.custody.pending(status.get("grantFingerprint"))
+            pending = rt.custody.held_for(status.get("grantFingerprint"))
             if pending is not None:  # the token is going away: hold no live refresh token for it
                 await rt.custody.discard(pending)
                 outcome = RevokePlan(outcome.action, outcome.reason, outcome.message +
@@ -296,9 +296,11 @@ async def _revoke(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpec, revoc
     md, status = body["metadata"], body.get("status") or {}
     ns, name, uid = md["namespace"], md["name"], md.get("uid", "")
     inp = await gather_inputs(rt, ns, spec, name)
-    pending = rt.custody.pending(status.get("grantFingerprint"))
-    grants = {g for g in (status.get("grantFingerprint"), grant_fingerprint(rt, spec, inp.client_id, inp.refresh_token),
-                          pending.new_grant if pending else None) if g}
+    in_secret = grant_fingerprint(rt, spec, inp.client_id, inp.refresh_token)
+    # The newest refresh token may be in custody: keyed by the grant it replaced (the one in the Secret),
+    # while status already names the grant it started.
+    pending = rt.custody.held_for(in_secret, status.get("grantFingerprint"))
+    grants = {g for g in (status.get("grantFingerprint"), in_secret, pending.new_grant if pending else None) if g}
     others = await _all_tokens(rt, ns)
     endpoint = tenancy.endpoint_refusal(spec.hubspot.base_url, rt.settings.allowed_endpoints())
     p = plan_revoke(ns, sharers(ns, uid, spec, grants, others), inp.missing, inp.refused,

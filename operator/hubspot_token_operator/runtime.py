@@ -20,7 +20,7 @@ from .fingerprint import Fingerprinter
 from .grants import GrantCache
 from .hubspot import HubSpotClient
 from .kube import Kube
-from .leadership import LeaderClock
+from .leadership import LeaderClock, NotLeading
 from .model import LabelSelector
 from .schedule import first_look
 from .settings import Settings
@@ -116,6 +116,7 @@ class Runtime:
     # (namespace, name) -> the input Secrets of a token another release serves (--token-selector): never a
     # target here either, whichever shard the tenant labels their own token into (tenancy).
     other_shard_inputs: dict = field(default_factory=dict)
+    closing: bool = False  # shutting down: no new HubSpot call starts (those in flight run to their end)
 
     def __post_init__(self) -> None:
         if self.selector is None and self.settings.token_selector:
@@ -209,6 +210,8 @@ class Runtime:
         return self.leader is None or self.leader.leading
 
     def _admit(self, deadline: float) -> None:
+        if self.closing:
+            raise NotLeading("the operator is shutting down: no new HubSpot call starts")
         if self.leader is not None:
             self.leader.admit(deadline)
 

@@ -785,3 +785,157 @@ def test_f24_a_token_of_another_shard_keeps_its_inputs_out_of_reach(world: World
         await rt.close()
 
     run(main(), timeout=45)
+
+
+# ---- F25-F28: custody under refusals, deletion, siblings and shutdown ---------------------------------------
+
+
+def test_f25_a_refresh_request_against_a_refused_target_spends_no_grant(world: World, run):
+    """A refused target refuses whatever is refreshed for it: a refresh request then waits for the target to
+    be fixed. Before, each pass called HubSpot, rotated the refresh token and rewrote its Secret, whose watch
+    event queued the token again at once: a loop paced only by the per-app limit."""
+    async def main():
+        w = world
+        w.kube.put_secret(NS, "crm-hubspot", {"other": "x"}, consent=False)  # not ours: Owner refuses it
+        key = w.oauth(rotating=True)
+        rt = w.runtime()
+        await passes(rt, key, 2)
+        assert (w.status("crm-sync").get("refusal") or {}).get("reason") == "TargetSecretNotOwned"
+        calls, install = w.token_calls(), w.kube.secrets[(NS, "crm-sync-install")].resource_version
+        w.request_refresh("crm-sync")
+        ps = await passes(rt, key, 3)
+        assert w.token_calls() == calls, "a refused target spent the grant"
+        assert w.kube.secrets[(NS, "crm-sync-install")].resource_version == install
+        assert all(p.wake is None or p.wake - p.now > timedelta(minutes=30) for p in ps), [p.wake for p in ps]
+        w.kube.drop_secret(NS, "crm-hubspot")  # fixed: the request is served now
+        await passes(rt, key, 2)
+        assert w.token_calls() == calls + 1 and w.cond("crm-sync", "Ready").get("status") == "True"
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_f25_our_own_write_back_of_a_refresh_token_wakes_no_token(world: World, run):
+    from hubspot_token_operator import handlers
+
+    async def main():
+        w = world
+        key = w.oauth(rotating=True)
+        rt = w.runtime()
+        await passes(rt, key, 2)
+        w.request_refresh("crm-sync")
+        await passes(rt, key)
+        s = w.kube.secrets[(NS, "crm-sync-install")]
+        woken = []
+
+        class Ctx:
+            runtime = rt
+            queue = type("Q", (), {"schedule": lambda self, k, *a, **kw: woken.append(k)})()
+
+        rt.index.put(NS, "crm-sync", w.kube.token(*key)["spec"])
+        w.kube.secret_cache = types.SimpleNamespace(observe=lambda *_: None)  # FakeKube has no watch cache
+        handlers.on_secret(Ctx, "MODIFIED", {"metadata": {"namespace": NS, "name": s.name,
+                                                          "resourceVersion": s.resource_version}, "data": {}})
+        assert woken == [], "the echo of our own write-back queued the token again"
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_f26_revoke_on_delete_revokes_the_refresh_token_held_in_custody(world: World, run):
+    """The write-back of a rotated refresh token failed, so the newest one is in custody (keyed by the grant
+    it replaced) while status already names the new grant. Deleting the token revokes that newest one and
+    drops it from custody; before, the spent old one was revoked and the live one stayed in custody."""
+    async def main():
+        w = world
+        key = w.oauth(rotating=True, oauth={"clientSecretRef": {"name": "hubspot-app"},
+                                            "refreshTokenSecretRef": {"name": "crm-sync-install"}, "revokeOnDelete": True})
+        rt = w.runtime()
+        await passes(rt, key, 2)
+        w.kube.fail("replace_secret", 403, times=None, when=named("crm-sync-install"))
+        w.request_refresh("crm-sync")
+        await passes(rt, key)
+        assert len(rt.custody) == 1
+        newest = next(iter(rt.custody._pending.values())).token
+        assert w.refresh_token_live(newest)
+        w.kube.delete_token(NS, "crm-sync")
+        await passes(rt, key, 3, follow=True)
+        assert "Revoked" in w.kube.reasons("crm-sync"), w.kube.reasons("crm-sync")
+        assert not w.refresh_token_live(newest), "the live refresh token in custody was not revoked"
+        assert len(rt.custody) == 0
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_f27_a_sibling_that_waited_for_the_grant_never_calls_hubspot_with_a_spent_refresh_token(world: World, run):
+    """Two tokens share one rotating grant and both are asked to refresh. The second waits for the grant's
+    lock while the first rotates the refresh token; it must not then call HubSpot with the one it read
+    before (invalid_grant: ReauthRequired for a grant that is fine), but look again at what is current."""
+    async def main():
+        w = world
+        a = w.oauth(name="crm-a", target="crm-a-hubspot", rotating=True)
+        w.kube.add_token(NS, _token("crm-b", {
+            "type": "OAuth", "hubId": HUB_ID, "requiredScopes": ["crm.objects.contacts.read"],
+            "oauth": {"clientSecretRef": {"name": "hubspot-app"}, "refreshTokenSecretRef": {"name": "crm-a-install"}},
+            "target": {"name": "crm-b-hubspot"}}))
+        b = (NS, "crm-b")
+        rt = w.runtime()
+        await passes(rt, a, 2)
+        await passes(rt, b, 2)
+        w.request_refresh("crm-a")
+        w.request_refresh("crm-b")
+        rt.remember(w.kube.token(*a))
+        rt.remember(w.kube.token(*b))
+        await asyncio.gather(controller.reconcile(rt, a), controller.reconcile(rt, b))
+        await passes(rt, b, 2)
+        for name in ("crm-a", "crm-b"):
+            assert w.cond(name, "ReauthRequired").get("status") != "True", (name, w.cond(name, "ReauthRequired"))
+            assert w.cond(name, "Ready").get("status") == "True", (name, w.cond(name, "Ready"))
+        assert w.refresh_token_live(w.kube.text(NS, "crm-a-install", "refresh_token"))
+        refused = {r: by.get("400") for r, by in w.sim.stats()["requests"].items() if r.endswith("/token") and by.get("400")}
+        assert not refused, f"HubSpot was sent a spent refresh token: {refused}"
+        await rt.close()
+
+    run(main(), timeout=45)
+
+
+def test_f28_a_refresh_token_held_in_memory_only_is_stored_before_another_replica_leads(world: World, run):
+    """Both writes failed (the refresh-token Secret and the custody Secret): the only copy of the newest
+    refresh token is in this process's memory. Stepping down or shutting down stores it once the API server
+    takes it, within the grace, so the next leader (a new Runtime here) finds it and writes it back. Before,
+    nothing stored it again and it was lost with the process."""
+    from hubspot_token_operator.operator_main import OperatorContext
+
+    async def main():
+        w = world
+        key = w.oauth(rotating=True)
+        rt = w.runtime()
+        await passes(rt, key, 2)
+        custody = rt.settings.custody_secret
+        w.kube.fail("replace_secret", 503, times=None, when=named("crm-sync-install"))
+        w.kube.fail("create_secret", 503, times=None, when=named(custody))
+        w.request_refresh("crm-sync")
+        await passes(rt, key)
+        assert rt.custody.unsaved == 1 and (NS, custody) not in w.kube.secrets
+        newest = next(iter(rt.custody._pending.values())).token
+        w.kube.heal()  # the API server answers again
+        ctx = OperatorContext(rt.settings)
+        ctx.runtime = rt
+        await ctx._drain(5.0)  # what stepping down and SIGTERM do after the reconciles
+        assert rt.custody.unsaved == 0
+        nxt = w.crash()  # the next leader: a new process, custody read from the API server
+        await nxt.custody.load()
+        assert nxt.custody.held_for(w.status("crm-sync").get("grantFingerprint")) is not None
+        calls = w.token_calls()
+        await passes(nxt, key, 2, follow=True)  # the write-back comes first (after its backoff)
+        assert w.kube.text(NS, "crm-sync-install", "refresh_token") == newest and w.token_calls() == calls
+        await passes(nxt, key, 2)
+        assert w.refresh_token_live(w.kube.text(NS, "crm-sync-install", "refresh_token"))
+        assert w.cond("crm-sync", "Ready").get("status") == "True"
+        refused = {r: by.get("400") for r, by in w.sim.stats()["requests"].items() if r.endswith("/token") and by.get("400")}
+        assert not refused, f"HubSpot was sent a spent refresh token: {refused}"
+        await rt.close()
+        await nxt.close()
+
+    run(main(), timeout=45)

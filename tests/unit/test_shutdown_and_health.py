@@ -235,3 +235,56 @@ def test_a_standby_is_alive_while_its_election_runs_and_reports_its_role():
     h = health.judge_standby(True, 3)
     assert h.ok and h.as_dict()["role"] == "standby"
     assert not health.judge_standby(False, 0).ok
+
+
+def test_after_sigterm_no_new_hubspot_call_starts_and_the_drain_keeps_one_deadline(run):
+    """A reconcile that reaches HubSpot after SIGTERM (it waited on a slow read) gets no call: the refresh
+    token it would rotate could not be written back before the pod is killed. And the drain (reconciles,
+    then critical sections, then custody) fits in one shutdownGraceSeconds, not one each."""
+    import time
+
+    from hubspot_token_operator.fingerprint import Fingerprinter
+    from hubspot_token_operator.leadership import NotLeading
+    from hubspot_token_operator.operator_main import OperatorContext
+    from hubspot_token_operator.runtime import Runtime
+    from hubspot_token_operator.settings import Settings
+
+    calls: list[str] = []
+
+    async def main():
+        ctx = OperatorContext(Settings(shutdown_grace_seconds=1.0, leader_elect=False))
+
+        class NoKube:
+            async def close(self):
+                pass
+
+        rt = Runtime(settings=ctx.settings, kube=NoKube(), clock=Clock(), fingerprints=Fingerprinter(b"k" * 32))
+        ctx.runtime = rt
+
+        async def slow_then_call(key):
+            await asyncio.sleep(0.2)  # a read that is slow: SIGTERM arrives meanwhile
+            try:
+                rt._admit(10.0)  # what the HubSpot client asks before every call
+                calls.append(key)
+            except NotLeading:
+                pass
+            await asyncio.sleep(30)  # and then something else hangs: the grace runs out here
+
+        async def endless():
+            await asyncio.sleep(30)
+
+        ctx.queue = WorkQueue(Clock(), slow_then_call, workers=1)
+        ctx.started = True
+        await ctx.queue.start()
+        ctx.queue.schedule("a")
+        await asyncio.sleep(0.05)
+        stuck = asyncio.ensure_future(rt.critical(endless()))  # a critical section that will not end in time
+        t0 = time.monotonic()
+        await ctx.stop()
+        took = time.monotonic() - t0
+        stuck.cancel()
+        return took
+
+    took = run(main(), timeout=10)
+    assert calls == [], "a HubSpot call started after SIGTERM"
+    assert took < 1.6, f"the drain took {took:.1f}s for a 1s grace"
