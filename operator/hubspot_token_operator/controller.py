@@ -28,6 +28,9 @@ from .workqueue import describe_error
 log = logging.getLogger(__name__)
 
 MAX_SLEEP = timedelta(hours=1)  # look again at least hourly, to catch anything a missed event hid
+# Not surely leading for a moment (a renewal late, the operator shutting down): look again soon. If this
+# replica steps down its queue stops, and whoever leads next schedules every token itself.
+NOT_LEADING_RETRY = timedelta(seconds=2)
 
 
 async def reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
@@ -52,7 +55,7 @@ async def _reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
             return await revocation.finalize(rt, body)
         except NotLeading as e:
             log.warning("%s/%s: not finalized: %s", *key, e)
-            return None
+            return rt.clock.now() + NOT_LEADING_RETRY
     started = time.monotonic()
     rec = Recorder(body=body, now=rt.clock.now())
     spec: TokenSpec | None = None
@@ -73,7 +76,7 @@ async def _reconcile(rt: Runtime, key: tuple[str, str]) -> datetime | None:
             # The lease is no longer surely ours, or the operator is shutting down: no HubSpot call was made
             # and nothing more is written here; whoever leads next looks at this token from its status.
             log.warning("%s/%s: not reconciled: %s", *key, e)
-            return None
+            return rt.clock.now() + NOT_LEADING_RETRY
         except ApiException as e:
             nxt = _errored(rec, e, f"Kubernetes API HTTP {e.status}")
         except Exception as e:  # noqa: BLE001 - one bad object must not stop the queue, and must say why

@@ -173,6 +173,11 @@ class Kube:
         """A Secret some token uses, from the watch-fed cache (one GET the first time it is asked for)."""
         return await self.secret_cache.get(namespace, name)
 
+    async def read_secret_confirmed(self, namespace: str, name: str) -> SecretView | None:
+        """The same, but read from the API server once since this replica began to lead (SecretCache.confirmed):
+        for the refresh token about to be sent to HubSpot."""
+        return await self.secret_cache.confirmed(namespace, name)
+
     async def create_secret(self, namespace: str, body: dict) -> SecretView:
         return await self._write_secret(namespace, body["metadata"]["name"], body, create=True)
 

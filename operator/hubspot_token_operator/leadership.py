@@ -161,6 +161,7 @@ class Elector:
         # GET (as client-go does). A 409 (someone wrote since) forgets it, and the next attempt reads again.
         self._mine: LeaseRecord | None = None
         self._task: asyncio.Task | None = None
+        self._leading: asyncio.Task | None = None  # on_elected, running beside the renewals
         self._stopping = False
         self.elected = False
 
@@ -180,6 +181,7 @@ class Elector:
                           self.namespace, self.name, self.timings.renew_deadline)
                 self.clock.lost()
                 self.elected = False
+                await self._stop_leading()
                 await self.on_lost()  # drains; then this replica is a standby again
                 waiting_logged = False
             if not self.elected and not waiting_logged:
@@ -212,15 +214,28 @@ class Elector:
                 self.namespace, self.name, record.resource_version, self._spec(stamp, acquire, transitions))
         self.clock.renewed(sent_at)
         self._mine = written
+        if self.elected and self._leading is not None and self._leading.done() and not self._leading.cancelled() \
+                and self._leading.exception() is not None:
+            log.warning("leader election: starting to lead failed (%s); trying again",
+                        type(self._leading.exception()).__name__)
+            self._leading = asyncio.create_task(self.on_elected(), name="leading")
         if not self.elected:
             log.info("leader election: acquired lease %s/%s (%s)", self.namespace, self.name, step.value)
-            await self.on_elected()  # if it fails (say, reading custody), the next renewal tries it again
             self.elected = True
+            # Start-up work (reading custody) may be slow: the renewals go on meanwhile, or a slow API
+            # server would make every new leader step down before it did anything, again and again.
+            self._leading = asyncio.create_task(self.on_elected(), name="leading")
+
+    async def _stop_leading(self) -> None:
+        if self._leading is not None and not self._leading.done():
+            self._leading.cancel()
+            await asyncio.gather(self._leading, return_exceptions=True)
+        self._leading = None
 
     def _spec(self, renew: str, acquire: str | None, transitions: int) -> dict:
         spec = {
             "holderIdentity": self.me,
-            "leaseDurationSeconds": int(self.timings.duration),
+            "leaseDurationSeconds": int(self.timings.duration),  # whole seconds: Settings.problems refuses others
             "renewTime": renew,
             "leaseTransitions": transitions,
         }
@@ -234,6 +249,7 @@ class Elector:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self._stop_leading()
         if release and self.clock.leading:
             self.clock.lost()
             try:

@@ -126,15 +126,17 @@ async def exchange(rt: Runtime, snap: Snapshot) -> Failure | tuple[GrantResult, 
 
 
 async def grant_moved(rt: Runtime, snap: Snapshot) -> bool:
-    """Whether, while this reconcile waited for the grant's lock, another refresh of the grant rotated the
-    refresh token it read: a newer one is in custody, or the Secret holds another one now. Calling HubSpot
-    with the spent one would be refused (invalid_grant) and read as a grant needing re-authorisation."""
+    """Whether the refresh token this reconcile read is spent: another refresh of the grant rotated it while
+    we waited for the grant's lock (a newer one is in custody, or the Secret holds another one now), or,
+    just after a failover, the former leader did and our watch had not shown it yet (the Secret is read
+    from the API server once per leadership: SecretCache.confirmed). Calling HubSpot with a spent one would
+    be refused (invalid_grant) and read as a grant needing re-authorisation."""
     inp, ref = snap.inputs, snap.obs.spec.oauth.refresh_token_secret_ref
     if rt.custody.pending(snap.obs.grant_fingerprint) is not None:
         return True
     if inp.refresh_secret is None:
         return False
-    current = await rt.kube.read_secret(inp.refresh_secret.namespace, inp.refresh_secret.name)
+    current = await rt.kube.read_secret_confirmed(inp.refresh_secret.namespace, inp.refresh_secret.name)
     return current is None or current.text(ref.key) != inp.refresh_token
 
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 
+from kubernetes.client import ApiException
 from prometheus_client import REGISTRY, start_http_server
 
 from . import health, metrics
@@ -79,8 +80,20 @@ class OperatorContext:
 
     async def _lead(self) -> None:
         """This replica now does the work: read custody (the previous leader may have written it), then
-        look at every token; the schedule comes from status, so tokens not due cost no call and no write."""
-        await self.runtime.custody.load()
+        look at every token; the schedule comes from status, so tokens not due cost no call and no write.
+        No token is looked at before custody is read: its newest refresh token may be there. Wakes queued
+        while this replica stood by are dropped: every token is scheduled afresh, due ones first."""
+        delay = 1.0
+        while True:
+            try:
+                await self.runtime.custody.load()
+                break
+            except ApiException as e:
+                log.warning("custody: reading the custody Secret failed (HTTP %s); no work until it is read", e.status)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 30.0)
+        self.runtime.kube.secret_cache.distrust()  # the former leader's last writes may not have reached us yet
+        self.queue.clear()
         await self.queue.start()
         for key, body in list(self.runtime.tokens.items()):
             self.queue.schedule(key, self.runtime.first_look(body))
@@ -103,10 +116,13 @@ class OperatorContext:
         token held in memory only is stored before anyone else may lead (a last attempt; on failure the
         custody loop goes on trying, and says so)."""
         deadline = time.monotonic() + grace
-        unfinished = await self.queue.stop(grace) if self.queue is not None else 0
+        # Side by side, each with the whole grace: the reconciles in flight and the critical sections inside
+        # them (a HubSpot call and the custody of what it returned), which outlive their reconcile's cancel.
+        unfinished, still = await asyncio.gather(
+            self.queue.stop(grace) if self.queue is not None else asyncio.sleep(0, 0),
+            self.runtime.drain_critical(grace) if self.runtime is not None else asyncio.sleep(0, 0))
         if self.runtime is None:
             return unfinished, 0
-        still = await self.runtime.drain_critical(max(0.0, deadline - time.monotonic()))
         if self.runtime.custody.unsaved:
             try:
                 left = await asyncio.wait_for(self.runtime.custody.flush(), max(0.1, deadline - time.monotonic()))
@@ -154,8 +170,11 @@ class OperatorContext:
             log.warning("shutdown: %d reconcile(s) did not finish within %ss", unfinished, grace)
         if still:
             log.error("shutdown: %d refresh(es) still in flight; their refresh tokens may be lost", still)
-        if self.elector:  # after the drain: hand the lease over only once nothing of ours is in flight
-            await self.elector.stop(release=True)
+        if self.elector:
+            # Hand the lease over at once only if nothing of ours is in flight. Otherwise let it run out: a
+            # standby takes it after the lease duration, by when every call this replica was let start has
+            # ended (leadership.LeaderClock), so two replicas never call HubSpot for one grant.
+            await self.elector.stop(release=not still)
         metrics.LEADER.set(0)
         for t in self._tasks:
             t.cancel()

@@ -16,6 +16,13 @@ Never staler than the API server lets it be:
 - a write refused with 409 (someone else wrote since) drops the entry: the next read goes to the server.
 Writes are compare-and-swap on resourceVersion, so a stale read costs one retry, never a lost update.
 
+One read is held to more than that: the refresh token about to be sent to HubSpot (`confirmed`). A
+replica that has just become the leader may hold a refresh-token Secret as its watch last showed it, a
+moment before the old leader wrote back the refresh token HubSpot rotated: sending the spent one costs the
+grant (invalid_grant). So `distrust` (on election) marks everything held as unconfirmed, and the first
+`confirmed` read of each Secret after it is a GET (a watch event is no proof: the watch may lag); our own
+writes confirm too.
+
 Secrets no token uses yet are not dropped at once: the last RECENT_MAX of them (in the order the watch
 delivered them) wait in a small bounded holding area, still updated by every watch event, so a token
 applied together with its Secrets (the usual GitOps order: Secrets first) finds them without a GET. The
@@ -76,6 +83,7 @@ class SecretCache:
         self._entries: dict[Key, "SecretView | None"] = {}  # None: seen deleted / known absent
         self._events: dict[Key, int] = {}  # watch events seen per Secret (guards GETs racing an event)
         self._recent: OrderedDict[Key, "SecretView"] = OrderedDict()  # not wanted (yet), newest last
+        self._confirmed: set[Key] = set()  # read from the API server (or written, or seen changing) since `distrust`
         self.wanted: Callable[[str, str], bool] = lambda ns, name: True
         self.hits = 0
         self.misses = 0
@@ -96,6 +104,23 @@ class SecretCache:
         if self._events.get(key, 0) == seen and self.wanted(namespace, name):
             self._keep(key, view)
         return view
+
+    async def confirmed(self, namespace: str, name: str) -> "SecretView | None":
+        """Like `get`, but never an entry held from before the last `distrust`: that one is read again."""
+        key = (namespace, name)
+        if key in self._confirmed and key in self._entries:
+            return await self.get(namespace, name)
+        seen = self._events.get(key, 0)
+        view = await self._fetch(namespace, name)
+        if self._events.get(key, 0) == seen:
+            self._confirmed.add(key)
+            if self.wanted(namespace, name):
+                self._keep(key, view)
+        return view
+
+    def distrust(self) -> None:
+        """Everything held may lag behind writes another replica made: confirm before relying on it."""
+        self._confirmed.clear()
 
     def _count(self, result: str) -> None:
         if result == "hit":
@@ -125,10 +150,12 @@ class SecretCache:
         """The server's answer to our own write: newer than anything the watch has shown yet."""
         key = (view.namespace, view.name)
         self._recent.pop(key, None)
+        self._confirmed.add(key)
         if key in self._entries or self.wanted(*key):
             self._keep(key, view)
 
     def invalidate(self, namespace: str, name: str) -> None:
+        self._confirmed.discard((namespace, name))
         self._entries.pop((namespace, name), None)
         self._recent.pop((namespace, name), None)
 
@@ -147,6 +174,7 @@ class SecretCache:
         for k in gone:
             del self._entries[k]
             self._events.pop(k, None)
+            self._confirmed.discard(k)
         return len(gone)
 
     def _keep(self, key: Key, view: "SecretView | None") -> None:

@@ -58,6 +58,9 @@ class Settings:
             if not (0 < self.lease_retry_period < self.lease_renew_deadline < self.lease_duration):
                 out.append("leader election needs 0 < --lease-retry-period < --lease-renew-deadline < --lease-duration "
                            f"(got {self.lease_retry_period:g} / {self.lease_renew_deadline:g} / {self.lease_duration:g})")
+            elif self.lease_duration != int(self.lease_duration):
+                out.append(f"--lease-duration must be whole seconds (got {self.lease_duration:g}): the Lease records "
+                           "whole seconds, and a standby must not take it before this replica's calls have ended")
             elif self.lease_duration - self.lease_retry_period <= self.hubspot_call_deadline:
                 out.append(f"--lease-duration ({self.lease_duration:g}s) minus --lease-retry-period "
                            f"({self.lease_retry_period:g}s) must exceed --hubspot-call-deadline "

@@ -120,6 +120,18 @@ class WorkQueue:
     def due_at(self, key: Key) -> datetime | None:
         return self._due.get(key)
 
+    def clear(self) -> None:
+        """Forgets every waiting key (not those in flight). A standby's watches keep scheduling wakes it
+        never runs; on election they would all be urgent and go before the tokens that are due, so the new
+        leader clears them and schedules every token afresh from its status."""
+        self._due.clear()
+        self._heap.clear()
+        self._urgent.clear()
+        self._again.clear()
+        self._maybe_echo.clear()
+        while not self._ready.empty():
+            self._ready.get_nowait()
+
     async def start(self) -> None:
         """Starts (or, after `stop`, restarts) the dispatcher and the workers."""
         self._stopping = False

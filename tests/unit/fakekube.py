@@ -190,6 +190,8 @@ class FakeKube:
         """The operator's cached read; the fake answers it like a GET (same faults, same log line)."""
         return await self.get_secret(namespace, name)
 
+    read_secret_confirmed = read_secret
+
     async def create_secret(self, namespace: str, body: dict) -> SecretView:
         name = body["metadata"]["name"]
         await self._enter("create_secret", namespace, name)

@@ -290,7 +290,7 @@ def test_token_events_outside_the_shard_are_dropped_and_relabelling_moves_a_toke
 
 def test_a_failed_start_of_leading_is_tried_again_on_the_next_renewal(run):
     """E.g. the custody Secret could not be read the moment the lease was won: the replica must not hold
-    the lease without working."""
+    the lease without working. (OperatorContext._lead also retries the read itself.)"""
     from kubernetes.client import ApiException
 
     fast = LeaseTimings(duration=1.0, renew_deadline=0.6, retry_period=0.05)
@@ -307,8 +307,145 @@ def test_a_failed_start_of_leading_is_tried_again_on_the_next_renewal(run):
             pass
         a = Elector(leases, "ns", "lease", fast, elected, lost, me="a")
         a.start()
-        await until(lambda: a.elected)
+        await until(lambda: len(tries) >= 2)
+        await asyncio.sleep(0.2)
         await a.stop(release=False)
-        return len(tries)
+        return len(tries), a.elected
 
-    assert run(main()) == 2
+    assert run(main()) == (2, True)
+
+
+def test_a_slow_start_of_leading_does_not_stop_the_renewals(run):
+    """Reading custody can take longer than the renew deadline on a slow API server. The renewals go on
+    meanwhile; before, the new leader stepped down as soon as it was done, and again, for ever."""
+    fast = LeaseTimings(duration=1.0, renew_deadline=0.6, retry_period=0.05)
+
+    async def main():
+        leases, events = FakeLeases(), []
+
+        async def elected():
+            events.append("elected")
+            await asyncio.sleep(1.5)  # longer than the renew deadline
+            events.append("working")
+
+        async def lost():
+            events.append("lost")
+        a = Elector(leases, "ns", "lease", fast, elected, lost, me="a")
+        a.start()
+        await until(lambda: "working" in events, timeout=5)
+        await asyncio.sleep(0.5)
+        await a.stop(release=False)
+        return events
+
+    assert run(main()) == ["elected", "working"]
+
+
+def test_a_token_met_by_a_late_renewal_is_looked_at_again(run, monkeypatch):
+    """A renewal late by a few seconds: still the leader (no step-down), but no HubSpot call may start
+    (the lease is not surely ours for a whole call). The token that met that moment is looked at again
+    soon; before, its reconcile returned no next time and nothing ever queued it again."""
+    from datetime import timedelta
+
+    from hubspot_token_operator import controller
+    from hubspot_token_operator.clock import Clock
+    from hubspot_token_operator.fingerprint import Fingerprinter
+    from hubspot_token_operator.leadership import LeaderClock
+    from hubspot_token_operator.runtime import Runtime
+    from hubspot_token_operator.settings import Settings
+
+    t = [6.0]
+    lc = LeaderClock(LeaseTimings(15, 10, 2), now=lambda: t[0])
+    lc.renewed(0.0)  # 9 s of lease left: less than a 10 s call
+    assert lc.leading and not lc.must_step_down() and not lc.may_call(10)
+
+    async def flows(rt, body, spec, rec):
+        rt._admit(rt.settings.hubspot_call_deadline)  # what the HubSpot client asks before the refresh
+        raise AssertionError("the call was let start")
+
+    monkeypatch.setattr(controller, "_run_flows", flows)
+    monkeypatch.setattr(controller, "parse_spec", lambda spec: object())
+
+    async def main():
+        rt = Runtime(settings=Settings(), kube=None, clock=Clock(), fingerprints=Fingerprinter(b"k" * 32))
+        rt.leader = lc
+        key = ("ns", "tok")
+        rt.tokens[key] = {"metadata": {"namespace": "ns", "name": "tok", "resourceVersion": "1", "uid": "u"},
+                          "spec": {}}
+        return rt.clock.now(), await controller.reconcile(rt, key)
+
+    before, nxt = run(main())
+    assert nxt is not None and nxt - before <= timedelta(seconds=5), nxt
+
+
+def test_a_new_leader_forgets_the_wakes_it_queued_as_a_standby(run):
+    """A standby's watches queue a wake for every token the leader writes (urgent, as changes are). On
+    election these all went first, ahead of the tokens that were due; the new leader now clears them and
+    schedules every token afresh from its status."""
+    from datetime import timedelta
+
+    from hubspot_token_operator.clock import Clock
+    from hubspot_token_operator.workqueue import WorkQueue
+
+    async def main():
+        clock, order = Clock(), []
+
+        async def handler(k):
+            order.append(k)
+
+        q = WorkQueue(clock, handler, workers=1)
+        for i in range(5):  # standby: the leader's writes, seen by the watch
+            q.schedule(("ns", f"fresh{i}"))
+        q.clear()  # OperatorContext._lead
+        await q.start()
+        now = clock.now()
+        q.schedule(("ns", "due"), now)
+        for i in range(5):
+            q.schedule(("ns", f"fresh{i}"), now + timedelta(seconds=5))
+        await asyncio.sleep(0.3)
+        await q.stop()
+        return order
+
+    assert run(main()) == [("ns", "due")]
+
+
+def test_a_lease_duration_must_be_whole_seconds():
+    from hubspot_token_operator.settings import Settings
+
+    problems = Settings(lease_duration=12.9, lease_renew_deadline=8, lease_retry_period=1, hubspot_call_deadline=5).problems()
+    assert any("whole seconds" in p for p in problems), problems
+    assert not Settings(lease_duration=13, lease_renew_deadline=8, lease_retry_period=1, hubspot_call_deadline=5).problems()
+
+
+def test_sigterm_keeps_the_lease_while_a_refresh_is_still_in_flight(run):
+    """With a refresh still running when the grace is over, the lease is not handed over (a standby would
+    take it at once and could refresh the same grant): it runs out, by when every call this replica was
+    let start has ended. With nothing in flight it is released at once, as before."""
+    from hubspot_token_operator.clock import Clock
+    from hubspot_token_operator.fingerprint import Fingerprinter
+    from hubspot_token_operator.operator_main import OperatorContext
+    from hubspot_token_operator.runtime import Runtime
+    from hubspot_token_operator.settings import Settings
+
+    class NoKube:
+        async def close(self):
+            pass
+
+    class Recorder:
+        def __init__(self):
+            self.released = None
+
+        async def stop(self, release):
+            self.released = release
+
+    async def main(slow: bool):
+        ctx = OperatorContext(Settings(shutdown_grace_seconds=0.3, leader_elect=False))
+        ctx.runtime = Runtime(settings=ctx.settings, kube=NoKube(), clock=Clock(), fingerprints=Fingerprinter(b"k" * 32))
+        ctx.elector = Recorder()
+        call = asyncio.ensure_future(ctx.runtime.critical(asyncio.sleep(2 if slow else 0.01)))
+        await asyncio.sleep(0.05)
+        await ctx.stop()
+        call.cancel()
+        return ctx.elector.released
+
+    assert run(main(True)) is False
+    assert run(main(False)) is True

@@ -208,3 +208,34 @@ def test_stored_tokens_and_secrets_share_their_keys_and_short_strings():
     va, vb = view_from_body(json.loads(raw)), view_from_body(json.loads(raw))
     assert next(iter(va.labels)) is next(iter(vb.labels)) and va.labels["app.kubernetes.io/name"] is vb.labels["app.kubernetes.io/name"]
     assert next(iter(va.data)) is next(iter(vb.data)) and va.namespace is vb.namespace
+
+
+def test_after_an_election_the_refresh_token_is_read_from_the_api_server_once():
+    """A new leader's cache may hold a refresh-token Secret from a moment before the former leader wrote
+    back the refresh token HubSpot rotated (its watch lags). The read that feeds a refresh is confirmed with
+    a GET once per leadership; later ones, and Secrets we wrote ourselves since, are served from memory."""
+    from hubspot_token_operator.secret_cache import SecretCache
+
+    server = {("ns", "install"): "rt-2"}  # the former leader's write-back
+    gets = []
+
+    async def fetch(ns, name):
+        gets.append(name)
+        return SecretView(name, ns, {"refresh_token": server[(ns, name)].encode()}, str(len(gets) + 10))
+
+    async def main():
+        cache = SecretCache(fetch)
+        cache.wanted = lambda ns, name: True
+        old = body("install", 5, b"rt-1")
+        old["data"] = {"refresh_token": old["data"]["k"]}
+        cache.observe(None, old)  # what the watch showed
+        assert (await cache.get("ns", "install")).text("refresh_token") == "rt-1" and gets == []
+        cache.distrust()  # elected
+        assert (await cache.confirmed("ns", "install")).text("refresh_token") == "rt-2"
+        assert (await cache.confirmed("ns", "install")).text("refresh_token") == "rt-2" and gets == ["install"]
+        assert (await cache.get("ns", "install")).text("refresh_token") == "rt-2"
+        cache.wrote(SecretView("mine", "ns", {"refresh_token": b"rt-9"}, "30"))
+        server[("ns", "mine")] = "never read"
+        assert (await cache.confirmed("ns", "mine")).text("refresh_token") == "rt-9" and gets == ["install"]
+
+    asyncio.run(main())
