@@ -198,6 +198,8 @@ async def finalize(rt: Runtime, body: dict) -> datetime | None:
             spec = None
         if spec is None or spec.oauth is None:
             outcome = RevokePlan("GiveUp", "RevokeFailed", f"the spec cannot be read; nothing was revoked; {BY_HAND}")
+        elif not wants_revoke(spec):  # turned off, then deleted before a reconcile released the finalizer
+            outcome = RevokePlan("Skip", "RevokeSkipped", "spec.oauth.revokeOnDelete is off: the grant was left alone")
         else:
             try:
                 outcome = await _revoke(rt, rec, body, spec, revocation)

@@ -114,12 +114,14 @@ def progress(workload: dict) -> tuple[str, dict]:
     kind = workload.get("kind")
     md, spec, st = workload.get("metadata", {}), workload.get("spec", {}), workload.get("status") or {}
     gen, observed = md.get("generation"), st.get("observedGeneration")
+    old = 0  # pods of the previous template still there: until they are gone the old token may be in use
     if kind == "DaemonSet":
         want = st.get("desiredNumberScheduled", 0)
         updated, available = st.get("updatedNumberScheduled", 0), st.get("numberAvailable", 0)
     else:
         want = spec.get("replicas", 1)
         updated, available = st.get("updatedReplicas", 0), st.get("availableReplicas", 0)
+        old = st.get("replicas", updated) - updated  # as `kubectl rollout status`: "old replicas are pending termination"
     numbers = {
         "observedGeneration": observed,
         "replicas": want,
@@ -130,5 +132,6 @@ def progress(workload: dict) -> tuple[str, dict]:
         # Argo Rollouts: restartAt is honoured by its controller; without one, we can only say "requested".
         done = st.get("restartedAt") and spec.get("restartAt") and st.get("restartedAt") >= spec.get("restartAt")
         return ("Complete" if done else "Requested"), numbers
-    complete = observed is not None and gen is not None and observed >= gen and updated == want and available == want
+    complete = (observed is not None and gen is not None and observed >= gen and updated == want and available == want
+                and old <= 0)
     return ("Complete" if complete else "Progressing"), numbers

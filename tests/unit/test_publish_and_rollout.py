@@ -203,3 +203,16 @@ def test_target_annotations_cannot_forge_the_operators_own_records():
                          labels=md["labels"], annotations=md["annotations"])
     again = plan_target(forged, OWNER, {**VALUES, "access_token": b"b"}, applied)
     assert again.body["metadata"]["ownerReferences"] == []
+
+
+def test_a_surge_with_an_old_pod_still_running_is_not_complete():
+    """Mid-rollout with maxSurge: the new pods are all updated and available, but an old pod still runs
+    (status.replicas counts it). `kubectl rollout status` waits for it; so must PreviousTokenRetirable."""
+    from hubspot_token_operator.rollout import progress
+
+    def deployment(replicas):
+        return {"kind": "Deployment", "metadata": {"generation": 2}, "spec": {"replicas": 2},
+                "status": {"observedGeneration": 2, "replicas": replicas, "updatedReplicas": 2, "availableReplicas": 2}}
+
+    assert progress(deployment(3))[0] == "Progressing"
+    assert progress(deployment(2))[0] == "Complete"

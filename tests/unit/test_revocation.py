@@ -310,3 +310,21 @@ def test_a_series_counted_by_a_reconcile_that_outlived_its_token_is_removed(worl
         await rt.close()
 
     run(main(), timeout=45)
+
+
+def test_turned_off_then_deleted_before_a_reconcile_revokes_nothing(world: World, run):
+    """revokeOnDelete set to false and the token deleted at once (one apply, then a delete; or the operator
+    was down in between): the finalizer is still there, but the grant is left alone, as the spec now says."""
+    async def main():
+        key, rt = await revoking(world)
+        refresh = world.kube.text(NS, "crm-sync-install", "refresh_token")
+        world.kube.edit_token(NS, "crm-sync", {"spec": {"oauth": {"revokeOnDelete": False}}})
+        delete_now(world)
+        await passes(rt, key, 3, follow=True)
+        assert world.refresh_token_live(refresh), "the grant was revoked although revokeOnDelete was off"
+        assert "RevokeSkipped" in world.kube.reasons("crm-sync")
+        assert key not in world.kube.tokens, "the deletion did not finish"
+        assert not [f for s in world.kube.secrets.values() for f in s.finalizers], "a Secret kept a finalizer"
+        await rt.close()
+
+    run(main(), timeout=30)
