@@ -57,6 +57,10 @@ async def reconcile_rollout(rt: Runtime, body: dict, spec: TokenSpec, rec: Recor
     for ref in refs:
         key = str(ref)
         record = records.get(key) or {"kind": ref.kind, "name": ref.name}
+        # First sight of this target: whatever it runs started with what the Secret holds now. Recorded even
+        # while it cannot be restarted (no consent yet, not there), so a credential change meanwhile is still
+        # owed to it when it can be: a target given consent after a rotation is restarted then.
+        record.setdefault("revision", revision)
         try:
             w = await rt.kube.get_workload(ns, ref.kind, ref.name)
         except ApiException as e:
@@ -79,9 +83,6 @@ async def reconcile_rollout(rt: Runtime, body: dict, spec: TokenSpec, rec: Recor
             new_records.append(record)
             all_complete = False
             continue
-        if "revision" not in record:
-            # First sight of this target: the workload started with whatever the Secret held; nothing to restart.
-            record["revision"] = revision
         if record.get("revision") != revision:
             # Pending until this target is restarted (or found restarted) for `revision`; each branch that
             # leaves it waiting says so. Once recorded, it is judged by its progress like any other target.

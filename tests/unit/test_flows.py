@@ -34,6 +34,7 @@ from hubspot_token_operator.simulator import SimControl
 
 from .conftest import HUB_ID, Grant
 from .fakekube import FakeKube
+from hubspot_token_operator.tenancy import CONSENT_LABEL
 
 NS = "sales"
 KEY = b"k" * 32
@@ -937,5 +938,28 @@ def test_f28_a_refresh_token_held_in_memory_only_is_stored_before_another_replic
         assert not refused, f"HubSpot was sent a spent refresh token: {refused}"
         await rt.close()
         await nxt.close()
+
+    run(main(), timeout=45)
+
+
+def test_f29_a_target_given_consent_after_a_rotation_is_restarted_then(world: World, run):
+    """A restart target without consent is refused (NotAllowed). The token rotates meanwhile; when the
+    workload's owner then consents, it is restarted for that rotation: its pods still run the old token.
+    Before, consent counted as first sight (no restart) and PreviousTokenRetirable went True."""
+    async def main():
+        w = world
+        key, app = w.private_app(rollout={"targets": [{"kind": "Deployment", "name": "consumer"}], "delay": "0s"})
+        w.kube.add_workload(NS, "Deployment", "consumer", consent=False)
+        rt = w.runtime()
+        await passes(rt, key, 2)
+        assert not w.kube.count("patch_workload")
+        w.set_source("reporting", w.sim.rotate_private_app(app.app_id, "later"))  # the person rotates
+        await passes(rt, key, 3)
+        assert not w.kube.count("patch_workload"), "a workload without consent was restarted"
+        assert w.cond("reporting", "PreviousTokenRetirable").get("status") != "True"
+        w.kube.workloads[(NS, "Deployment", "consumer")]["metadata"]["labels"][CONSENT_LABEL] = "true"
+        await passes(rt, key, 3)
+        assert w.kube.count("patch_workload") == 1, "the consumer never got the rotated token"
+        await rt.close()
 
     run(main(), timeout=45)
