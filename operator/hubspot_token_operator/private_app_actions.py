@@ -82,6 +82,7 @@ async def gather(rt: Runtime, body: dict, spec: TokenSpec, st: TokenStatus) -> P
         spec=spec, status=st, now=now, source_missing=missing, source_refused=refused,
         candidate_fp=fps.of(candidate) if candidate else None,
         published_known=published is not None, target_exists=target is not None, target_matches=matches,
+        generation=body["metadata"].get("generation"),
     )
     return PASnapshot(body, obs, source, candidate, target, published, previous, expected)
 
@@ -101,7 +102,8 @@ async def accept_or_reject(rt: Runtime, rec: Recorder, snap: PASnapshot) -> date
         rec.succeeded("Verified", "HubSpot answered the verification")
     if v.verdict == "rejected":
         kept = "the current token stays published" if o.published_fp else "no token is published"
-        pa.update(rejectedFingerprint=o.candidate_fp, lastOutcome="Rejected", lastOutcomeReason=v.reason,
+        pa.update(rejectedFingerprint=o.candidate_fp, rejectedGeneration=o.generation, lastOutcome="Rejected",
+                  lastOutcomeReason=v.reason,
                   lastOutcomeMessage=f"{v.message}; {kept}")
         rec.condition(ROTATION_ACCEPTED, False, v.reason, f"{v.message}; {kept}")
         rec.event("Warning", "RotationRejected",
@@ -116,7 +118,7 @@ async def accept_or_reject(rt: Runtime, rec: Recorder, snap: PASnapshot) -> date
     keys = spec.target.keys
     pa.update(publishedAt=to_rfc3339(now), lastVerifiedAt=to_rfc3339(now),
               nextVerifyAt=to_rfc3339(next_verify(now, spec.private_app.verify_interval, snap.body["metadata"]["uid"])),
-              rejectedFingerprint=None, lastOutcome="Published", lastOutcomeReason="Verified", lastOutcomeMessage=None,
+              rejectedFingerprint=None, rejectedGeneration=None, lastOutcome="Published", lastOutcomeReason="Verified", lastOutcomeMessage=None,
               verified=True, verifyReason=None, verifyMessage=None)
     if previous is not None:
         until = now + spec.private_app.overlap
@@ -249,7 +251,8 @@ async def _roll_back(rt: Runtime, rec: Recorder, snap: PASnapshot, pa: dict, dea
            f"HubSpot, a wrong token, or a deactivated one); the previous token {back_fp[:8]} still works and is "
            f"published again under key {keys.token}; {where}")
     pa.update(previousFingerprint=None, previousUntil=None, overlapWarned=None,
-              rejectedFingerprint=dead_fp, lastOutcome="Rejected", lastOutcomeReason=cond.ROTATION_ROLLED_BACK,
+              rejectedFingerprint=dead_fp, rejectedGeneration=o.generation, lastOutcome="Rejected",
+              lastOutcomeReason=cond.ROTATION_ROLLED_BACK,
               lastOutcomeMessage=msg, lastVerifiedAt=to_rfc3339(now), nextVerifyAt=to_rfc3339(nxt),
               verified=True, verifyReason=None, verifyMessage=None)
     revision = bump(rec.st.credential_revision, back_fp)
@@ -316,7 +319,7 @@ async def rebase(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpec) -> dat
     keys, fps = spec.target.keys, rt.fingerprints
     token = target.text(keys.token) if target else None
     previous = target.text(keys.previous_token) if target else None
-    pa = dict(rec.value("privateApp") or {}, rejectedFingerprint=None)
+    pa = dict(rec.value("privateApp") or {}, rejectedFingerprint=None, rejectedGeneration=None)
     pa["previousFingerprint"] = fps.of(previous) if previous and pa.get("previousFingerprint") else None
     rec.set_fields(
         fingerprintKeyId=fps.key_id,

@@ -35,7 +35,7 @@ async def reconcile_private_app(rt: Runtime, body: dict, spec: TokenSpec, rec: R
         pa = dict(rec.value("privateApp") or {}, sourceVersion=snap.source.resource_version)
         if verdict.action == "Current":  # e.g. the published token written back after a rejection
             pa.update(lastOutcome="Published", lastOutcomeReason="Verified", lastOutcomeMessage=None,
-                      rejectedFingerprint=None)
+                      rejectedFingerprint=None, rejectedGeneration=None)
             if rec.st.private_app.last_outcome_reason == cond.ROTATION_ROLLED_BACK:  # the dead token was replaced
                 rec.condition(cond.ROTATION_ACCEPTED, True, "SourceMatches",
                               "the source Secret holds the published token again")

@@ -30,6 +30,7 @@ class PAObserved:
     published_known: bool  # we hold the published token's value (to restore and re-verify it)
     target_exists: bool
     target_matches: bool  # the target holds exactly the values we would publish now
+    generation: int | None = None  # metadata.generation: a rejection under another spec is tried again
 
     @property
     def published_fp(self) -> str | None:
@@ -50,8 +51,8 @@ def decide_candidate(o: PAObserved) -> CandidateVerdict:
         return CandidateVerdict("Missing")
     if o.candidate_fp == o.published_fp:
         return CandidateVerdict("Current")
-    if o.candidate_fp == st.private_app.rejected_fingerprint:
-        return CandidateVerdict("AlreadyRejected")  # waits for a different token in the source Secret
+    if o.candidate_fp == st.private_app.rejected_fingerprint and st.private_app.rejected_generation == o.generation:
+        return CandidateVerdict("AlreadyRejected")  # waits for a different token in the source Secret, or another spec
     if st.last_failure_kind == "Verify" and st.retry_at and o.now < st.retry_at:
         return CandidateVerdict("BackingOff", st.retry_at)
     return CandidateVerdict("Verify")

@@ -53,6 +53,7 @@ class PrivateAppStatus(_Model):
     last_verified_at: datetime | None = Field(None, alias="lastVerifiedAt")
     next_verify_at: datetime | None = Field(None, alias="nextVerifyAt")
     rejected_fingerprint: str | None = Field(None, alias="rejectedFingerprint")
+    rejected_generation: int | None = Field(None, alias="rejectedGeneration")
     previous_fingerprint: str | None = Field(None, alias="previousFingerprint")
     previous_until: datetime | None = Field(None, alias="previousUntil")
     rotated_at: datetime | None = Field(None, alias="rotatedAt")

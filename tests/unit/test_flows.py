@@ -963,3 +963,27 @@ def test_f29_a_target_given_consent_after_a_rotation_is_restarted_then(world: Wo
         await rt.close()
 
     run(main(), timeout=45)
+
+
+def test_f30_a_token_rejected_under_a_wrong_spec_is_verified_again_once_the_spec_is_fixed(world: World, run):
+    """A private-app token rejected for a spec reason (the wrong hubId pinned) is not retried while nothing
+    changes, but fixing the spec, as the message says, verifies the same token again and publishes it.
+    Before, the rejection stood until another token was put into the source Secret."""
+    async def main():
+        w = world
+        key, _ = w.private_app(hubId=HUB_ID + 1)
+        rt = w.runtime()
+        await passes(rt, key, 2)
+        assert (w.status("reporting").get("privateApp") or {}).get("lastOutcome") == "Rejected"
+        assert not w.status("reporting").get("tokenFingerprint")
+        info = lambda: w.sim.count("POST /oauth/v2/private-apps/get/access-token-info")  # noqa: E731
+        calls = info()
+        await passes(rt, key, 2)
+        assert info() == calls, "a rejected token was verified again with nothing changed"
+        w.kube.edit_token(NS, "reporting", {"spec": {"hubId": HUB_ID}})
+        await passes(rt, key, 2)
+        assert w.status("reporting").get("tokenFingerprint"), w.status("reporting").get("privateApp")
+        assert w.cond("reporting", "Ready").get("status") == "True"
+        await rt.close()
+
+    run(main(), timeout=45)
