@@ -195,8 +195,8 @@ async def _reverify(rt: Runtime, rec: Recorder, snap: PASnapshot, pa: dict) -> d
     o, spec, now = snap.obs, snap.obs.spec, snap.obs.now
     v = await verify_token(rt, spec, snap.published_value)
     nxt = next_verify(now, spec.private_app.verify_interval, snap.body["metadata"]["uid"])
-    if v.verdict == "transient":
-        return rec.failed("Verify", "VerifyFailed", v.message, event_reason="VerifyFailed")
+    if v.verdict == "transient":  # asked again after the backoff (HubSpot's Retry-After a floor), not every pass
+        return _verify_again(rec, pa, v)
     pv = await verify_token(rt, spec, snap.previous_value) if snap.previous_value else None
     d = decide_reverify(v.verdict, pv.verdict if pv else None, pv.reason if pv else None)
     if d.action == "RollBack":
@@ -227,9 +227,17 @@ async def _reverify(rt: Runtime, rec: Recorder, snap: PASnapshot, pa: dict) -> d
         pa["nextVerifyAt"] = to_rfc3339(now)
         return retry
     if d.retry_previous:  # the previous token may still save the day: ask HubSpot again soon
-        pa["nextVerifyAt"] = to_rfc3339(now)
-        return rec.failed("Verify", "VerifyFailed", pv.message, event_reason="VerifyFailed")
+        return _verify_again(rec, pa, pv)
     return nxt
+
+
+def _verify_again(rec: Recorder, pa: dict, v) -> datetime:
+    """A verification HubSpot did not answer: counted as a failure, and the next one waits for its backoff.
+    Other wakes meanwhile (the rollout poll, Secret events) do not ask HubSpot again."""
+    retry_after = None if v.retry_after is None else timedelta(seconds=v.retry_after)
+    again = rec.failed("Verify", "VerifyFailed", v.message, retry_after=retry_after, event_reason="VerifyFailed")
+    pa["nextVerifyAt"] = to_rfc3339(again)
+    return again
 
 
 async def _roll_back(rt: Runtime, rec: Recorder, snap: PASnapshot, pa: dict, dead, alive, nxt: datetime):

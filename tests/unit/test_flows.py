@@ -987,3 +987,30 @@ def test_f30_a_token_rejected_under_a_wrong_spec_is_verified_again_once_the_spec
         await rt.close()
 
     run(main(), timeout=45)
+
+
+def test_f31_a_periodic_verification_hubspot_does_not_answer_waits_for_its_backoff(world: World, run):
+    """The hourly re-verification of a published private-app token gets a 503. Other wakes in the meantime
+    (the 5 s rollout poll while a consumer rolls, Secret events) must not ask HubSpot again before the
+    backoff; before, every pass did, so a rate limit was met with a call every few seconds."""
+    async def main():
+        w = world
+        key, _ = w.private_app()
+        rt = w.runtime()
+        await passes(rt, key, 2)
+        assert w.cond("reporting", "Ready").get("status") == "True"
+        info = lambda: w.sim.count("POST /oauth/v2/private-apps/get/access-token-info")  # noqa: E731
+        w.advance(2 * 3600)  # past the hourly verification
+        w.sim.add_fault("server_error", path="/oauth/v2/private-apps/get/access-token-info", status=503, count=50)
+        calls = info()
+        for _ in range(5):  # wakes for other reasons, a second apart
+            await passes(rt, key)
+            w.advance(1)
+        assert info() - calls == 1, f"{info() - calls} verification calls within the backoff"
+        w.sim.clear_faults()
+        w.advance(60)
+        await passes(rt, key)
+        assert info() - calls == 2 and w.status("reporting").get("failedAttempts") in (0, None)
+        await rt.close()
+
+    run(main(), timeout=45)
