@@ -330,18 +330,20 @@ async def _revoke(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpec, revoc
 
 async def _all_tokens(rt: Runtime, namespace: str) -> list[dict]:
     """Every HubSpotToken that could share the grant: from the API server across namespaces (other shards'
-    too); when RBAC allows no cluster-wide read (watch.mode namespaces), this namespace's list together with
-    every token this replica watches in its other namespaces."""
+    too); when RBAC allows no cluster-wide read (watch.mode namespaces), the lists of this namespace and of
+    every namespace this release watches (other shards' tokens there too), with every token this replica
+    holds."""
     try:
         return await rt.kube.list_tokens(None)
     except ApiException as e:
         if e.status != 403:
             raise
-    try:
-        here = await rt.kube.list_tokens(namespace)
-    except ApiException as e:
-        if e.status != 403:
-            raise
-        here = []
-    seen = {(b.get("metadata") or {}).get("uid") for b in here}
-    return here + [b for b in rt.tokens.values() if (b.get("metadata") or {}).get("uid") not in seen]
+    listed: list[dict] = []
+    for ns in dict.fromkeys([namespace, *rt.settings.namespaces]):
+        try:
+            listed += await rt.kube.list_tokens(ns)
+        except ApiException as e:
+            if e.status != 403:
+                raise
+    seen = {(b.get("metadata") or {}).get("uid") for b in listed}
+    return listed + [b for b in rt.tokens.values() if (b.get("metadata") or {}).get("uid") not in seen]

@@ -328,3 +328,38 @@ def test_turned_off_then_deleted_before_a_reconcile_revokes_nothing(world: World
         await rt.close()
 
     run(main(), timeout=30)
+
+
+def test_a_sharer_served_by_another_shard_in_another_watched_namespace_keeps_the_grant(world: World, run):
+    """watch.mode namespaces: no cluster-wide list of HubSpotTokens. A token of another release (another
+    shard, so not in this replica's memory) in another watched namespace uses the same grant: it is found
+    by listing each watched namespace, and the grant is left alone."""
+    import dataclasses
+
+    async def main():
+        a = world.oauth("crm-sync", target="a")
+        world.kube.edit_token(NS, "crm-sync", {"spec": {"oauth": {"revokeOnDelete": True}}})
+        refresh = world.kube.text(NS, "crm-sync-install", "refresh_token")
+        other = "team-b"
+        world.kube.put_secret(other, "hubspot-app", {"client_id": world.grant.client_id,
+                                                     "client_secret": world.grant.client_secret})
+        world.kube.put_secret(other, "copy-install", {"refresh_token": refresh})
+        world.kube.add_token(other, {"apiVersion": "hubspot-operator.dev/v1alpha1", "kind": "HubSpotToken",
+                                     "metadata": {"name": "reports"}, "spec": {
+                                         "type": "OAuth", "hubId": 1, "target": {"name": "b"},
+                                         "oauth": {"clientSecretRef": {"name": "hubspot-app"},
+                                                   "refreshTokenSecretRef": {"name": "copy-install"}}}})
+        world.kube.fail("list_tokens", 403, times=None, when=lambda ns, _: ns == "")  # no cluster-wide read
+        rt = world.runtime()
+        rt.settings = dataclasses.replace(rt.settings, namespaces=[NS, other])
+        await passes(rt, a, 2)
+        # what the other release wrote when it refreshed "reports": the same grant's fingerprint
+        world.kube.edit_token(other, "reports", {"status": {"grantFingerprint": world.status("crm-sync")["grantFingerprint"]}})
+        world.kube.delete_token(NS, "crm-sync")
+        await passes(rt, a)
+        assert a not in world.kube.tokens
+        assert world.refresh_token_live(refresh), "a grant a token of another shard uses was revoked"
+        assert "RevokeSkipped" in world.kube.reasons("crm-sync")
+        await rt.close()
+
+    run(main(), timeout=45)
