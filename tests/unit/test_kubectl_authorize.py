@@ -432,3 +432,46 @@ def test_a_failed_secret_write_revokes_the_new_grant_instead_of_leaving_it_live(
     assert "writing the refresh token into Secret" in err and "was revoked" in err, err
     assert not any(r.active for r in running_sim.state.refresh_tokens.values()), "the unstored grant is still live"
     assert_no_secrets([out, err], app.client_secret)
+
+
+def test_a_failed_read_of_the_refresh_token_secret_revokes_the_new_grant_too(running_sim, sim, app):
+    """The Secret is read before it is written (to warn of a missing consent label). If that read fails
+    (RBAC, API server), the new grant is stored nowhere: it is revoked, as for a failed write."""
+    from hubspot_token_operator.kubectl_plugin.api import ApiError
+
+    sim.consent(HUB)
+    api = fake_api(app)
+    real_read = api.read_secret
+
+    def read(ns, name):
+        if name == "crm-install":
+            raise ApiError(403, 'secrets "crm-install" is forbidden: User "dev" cannot get resource "secrets"')
+        return real_read(ns, name)
+
+    api.read_secret = read
+    rc, out, err, _ = run_authorize(running_sim, api, "--headless")
+    assert rc != 0 and "was revoked" in err, err
+    assert not any(r.active for r in running_sim.state.refresh_tokens.values()), "the unstored grant is still live"
+    assert_no_secrets([out, err], app.client_secret)
+
+
+def test_a_write_whose_answer_was_lost_but_landed_is_kept_not_revoked(running_sim, sim, app):
+    """The create reached the API server, but its answer did not come back (a read timeout). Revoking then
+    would leave a dead refresh token in the Secret: the plugin reads the Secret again and, finding the new
+    token there, goes on."""
+    from hubspot_token_operator.kubectl_plugin.api import ApiError
+
+    sim.consent(HUB)
+    api = fake_api(app)
+    real_create = api.create_secret
+
+    def create_then_time_out(*a, **k):
+        real_create(*a, **k)
+        raise ApiError(None, "cannot reach the Kubernetes API server: ReadTimeoutError")
+
+    api.create_secret = create_then_time_out
+    rc, out, err, _ = run_authorize(running_sim, api, "--headless", "--no-wait")
+    assert rc == 0, err
+    stored = stored_refresh_token(api)
+    assert running_sim.state.refresh_tokens[stored].active, "a refresh token that was stored got revoked"
+    assert_no_secrets([out, err], app.client_secret)

@@ -442,18 +442,24 @@ def _run(ctx: Ctx, args, result: dict) -> int:
         prior_grant = (ctx.api.get_token(ctx.namespace, args.name).get("status") or {}).get("grantFingerprint")
     except ApiError:
         pass
-    existing = ctx.api.read_secret(ctx.namespace, secret_name)
-    if existing is not None and ((existing.get("metadata") or {}).get("labels") or {}).get(
-            "hubspot-operator.dev/consent") != "true":
-        out.warn(f"Secret {ctx.namespace}/{secret_name} lacks the label hubspot-operator.dev/consent=true, so the "
-                 f"operator will not use it; add it with: kubectl -n {ctx.namespace} label secret {secret_name} "
-                 "hubspot-operator.dev/consent=true")
-    try:
+    try:  # from here until the write, any failure leaves the new grant stored nowhere: revoke it then
+        existing = ctx.api.read_secret(ctx.namespace, secret_name)
+        if existing is not None and ((existing.get("metadata") or {}).get("labels") or {}).get(
+                "hubspot-operator.dev/consent") != "true":
+            out.warn(f"Secret {ctx.namespace}/{secret_name} lacks the label hubspot-operator.dev/consent=true, so the "
+                     f"operator will not use it; add it with: kubectl -n {ctx.namespace} label secret {secret_name} "
+                     "hubspot-operator.dev/consent=true")
         version, what = write_source(ctx, secret_name, key, refresh_token)
-    except Exception as e:  # noqa: BLE001 - whatever the failure, the new grant must not stay live and unstored
-        left = revoke_unstored()
-        raise AuthorizeError(f"writing the refresh token into Secret {ctx.namespace}/{secret_name} failed ({e}); "
-                             f"{left}; fix the cause and run the command again", "WriteFailed") from None
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - the new grant must not stay live and unstored
+        # An answer lost after the request was sent (a timeout, a reset, a 5xx) may hide a write that landed:
+        # revoking then would leave a dead refresh token in the Secret. Look before revoking.
+        version = _holding(ctx, secret_name, key, refresh_token) if _unclear(e) else None
+        if version is None:
+            left = revoke_unstored()
+            raise AuthorizeError(f"writing the refresh token into Secret {ctx.namespace}/{secret_name} failed "
+                                 f"({e or type(e).__name__}); {left}; fix the cause and run the command again",
+                                 "WriteFailed") from None
+        what = "wrote (confirmed after an unclear answer)"
     result.update(write=what, resourceVersion=version)
     out.line(f"{what} key {key!r} of Secret {ctx.namespace}/{secret_name} (resourceVersion {version})")
     if spec.get("suspend"):
@@ -465,6 +471,24 @@ def _run(ctx: Ctx, args, result: dict) -> int:
         return EXIT_OK
     warn_if_absent(ctx)
     return _wait(ctx, args.name, prior_grant, timeout, result)
+
+
+def _unclear(e: BaseException) -> bool:
+    """A failure after which the write may still have landed: no answer, or a server error."""
+    status = e.status if isinstance(e, ApiError) else 0
+    return status is None or status >= 500
+
+
+def _holding(ctx: Ctx, secret_name: str, key: str, value: str) -> str | None:
+    """The Secret's resourceVersion if it holds `value` under `key` (read again), else None."""
+    try:
+        secret = ctx.api.read_secret(ctx.namespace, secret_name) or {}
+        held = base64.b64decode((secret.get("data") or {}).get(key) or "").decode()
+    except Exception:  # noqa: BLE001 - unknown is "not held": the grant is revoked, as for any failed write
+        return None
+    if not hmac.compare_digest(held.encode(), value.encode()):
+        return None
+    return (secret.get("metadata") or {}).get("resourceVersion") or ""
 
 
 def _consent(ctx: Ctx, args, url: str, listener: Listener | None, timeout: float) -> str:
