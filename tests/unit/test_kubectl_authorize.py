@@ -475,3 +475,22 @@ def test_a_write_whose_answer_was_lost_but_landed_is_kept_not_revoked(running_si
     stored = stored_refresh_token(api)
     assert running_sim.state.refresh_tokens[stored].active, "a refresh token that was stored got revoked"
     assert_no_secrets([out, err], app.client_secret)
+
+
+def test_the_listener_turns_away_a_request_without_this_authorizations_state():
+    """Any local process (or a web page's image tag) could reach the callback first; before, that request
+    took the one place and HubSpot's real redirect got "Already answered". Only the expected state counts."""
+    import urllib.error
+    import urllib.request
+
+    listener = az.Listener(port=0)
+    listener.expect_state = "the-state"
+    try:
+        base = f"http://127.0.0.1:{listener.port}/callback"
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"{base}?state=forged&code=x", timeout=5)
+        assert e.value.code == 400
+        assert urllib.request.urlopen(f"{base}?state=the-state&code=real", timeout=5).status == 200
+        assert listener.wait(5).endswith("code=real")
+    finally:
+        listener.close()

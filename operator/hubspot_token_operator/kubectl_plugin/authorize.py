@@ -224,12 +224,20 @@ class Listener:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, path: str = CALLBACK_PATH) -> None:
         self.path = path
         self._got: queue.Queue[str] = queue.Queue(maxsize=1)
-        got, want = self._got, path
+        # The state this authorization sent: a request to the callback without it (another local process, a
+        # web page's image tag) is turned away instead of taking the one place HubSpot's redirect needs.
+        self.expect_state: str | None = None
+        got, want, listener = self._got, path, self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
-                if urlsplit(self.path).path != want:
+                parts = urlsplit(self.path)
+                if parts.path != want:
                     self.send_error(404)
+                    return
+                sent = (parse_qs(parts.query).get("state") or [""])[0]
+                if listener.expect_state and not hmac.compare_digest(sent.encode(), listener.expect_state.encode()):
+                    self.send_error(400, "not the answer to this authorization")
                     return
                 try:
                     got.put_nowait(self.path)
@@ -391,6 +399,7 @@ def _run(ctx: Ctx, args, result: dict) -> int:
         else:
             listener = Listener(port=args.port)
             redirect_uri = listener.redirect_uri
+        listener.expect_state = state
     elif not redirect_uri:
         redirect_uri = f"http://127.0.0.1:{args.port or DEFAULT_PORT}{CALLBACK_PATH}"
     result["redirectUri"] = redirect_uri
