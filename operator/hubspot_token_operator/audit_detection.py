@@ -128,8 +128,8 @@ async def check_audit_log(rt: Runtime, rec: Recorder, body: dict, spec: TokenSpe
     al = spec.private_app.audit_log
     pa = dict(rec.value("privateApp") or {})
     if not al.enabled:
-        rt.audit_reads.forget((body["metadata"]["namespace"], body["metadata"]["name"]))
-        if pa.get("auditLog"):
+        if pa.get("auditLog"):  # just turned off: it no longer holds its credential's shared window back
+            rt.audit_reads.forget((body["metadata"]["namespace"], body["metadata"]["name"]))
             rec.set_fields(privateApp={**pa, "auditLog": None})
         return None
     audit = dict(pa.get("auditLog") or {})

@@ -71,9 +71,6 @@ class AuditReads:
         self.calls = 0  # reads that went to HubSpot
         self.shared = 0  # reads answered by a read another token made
 
-    def __len__(self) -> int:
-        return len(self._kept)
-
     def floor(self, key: Key, token: Token, since: datetime, now: datetime, interval: timedelta) -> datetime:
         """Notes that `token` reads the window after `since` every `interval`; the earliest start the key's
         tokens read from. A token that has not asked for two of its intervals (its audit log turned off, its

@@ -214,8 +214,7 @@ class Elector:
                 self.namespace, self.name, record.resource_version, self._spec(stamp, acquire, transitions))
         self.clock.renewed(sent_at)
         self._mine = written
-        if self.elected and self._leading is not None and self._leading.done() and not self._leading.cancelled() \
-                and self._leading.exception() is not None:
+        if self.elected and _failed(self._leading):
             log.warning("leader election: starting to lead failed (%s); trying again",
                         type(self._leading.exception()).__name__)
             self._leading = asyncio.create_task(self.on_elected(), name="leading")
@@ -262,6 +261,10 @@ class Elector:
                     log.info("leader election: released lease %s/%s", self.namespace, self.name)
             except ApiException as e:
                 log.warning("leader election: releasing lease %s/%s failed: HTTP %s", self.namespace, self.name, e.status)
+
+
+def _failed(task: asyncio.Task | None) -> bool:
+    return task is not None and task.done() and not task.cancelled() and task.exception() is not None
 
 
 def _micro_time() -> str:

@@ -112,9 +112,9 @@ class OperatorContext:
                     unfinished, still)
 
     async def _drain(self, grace: float) -> tuple[int, int]:
-        """Reconciles in flight, then critical sections, then custody, all within one `grace`: a refresh
-        token held in memory only is stored before anyone else may lead (a last attempt; on failure the
-        custody loop goes on trying, and says so)."""
+        """Reconciles and critical sections in flight, then custody, all within one `grace`: a refresh token
+        held in memory only is stored before anyone else may lead (a last attempt; on failure the custody
+        loop goes on trying, and says so)."""
         deadline = time.monotonic() + grace
         # Side by side, each with the whole grace: the reconciles in flight and the critical sections inside
         # them (a HubSpot call and the custody of what it returned), which outlive their reconcile's cancel.

@@ -83,7 +83,7 @@ class SecretCache:
         self._entries: dict[Key, "SecretView | None"] = {}  # None: seen deleted / known absent
         self._events: dict[Key, int] = {}  # watch events seen per Secret (guards GETs racing an event)
         self._recent: OrderedDict[Key, "SecretView"] = OrderedDict()  # not wanted (yet), newest last
-        self._confirmed: set[Key] = set()  # read from the API server (or written, or seen changing) since `distrust`
+        self._confirmed: set[Key] = set()  # read from the API server, or written by us, since `distrust`
         self.wanted: Callable[[str, str], bool] = lambda ns, name: True
         self.hits = 0
         self.misses = 0
